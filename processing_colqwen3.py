@@ -1,0 +1,296 @@
+# Copyright 2026 The ColQwen3 authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""ColQwen3 processor: the page and query formats the checkpoints were trained with, and MaxSim scoring."""
+
+import re
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
+
+try:  # transformers >= 5 (PIL backend; works without torchvision)
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+except ImportError:  # transformers 4.57
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+
+__all__ = ["ColQwen3Processor"]
+
+_TRANSFORMERS_5 = not hasattr(Qwen3VLProcessor, "attributes")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB view of a page: transparency over white (paper), 16-bit greyscale scaled down rather than clipped."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image, dtype=np.float64)
+        if image.mode != "I" or pixels.max(initial=0) > 255:
+            pixels = pixels / 257.0  # 0..65535 -> 0..255
+        image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), mode="L")
+    elif image.mode == "F":
+        image = Image.fromarray(np.clip(np.rint(np.asarray(image)), 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+class ColQwen3Processor(Qwen3VLProcessor):
+    r"""
+    Processor for [`ColQwen3`]: a Qwen3-VL image processor and tokenizer plus the retrieval formats.
+
+    - `process_images(images)`: one page prompt per image (`image_prompt_prefix` + `prompt_suffix`), images in RGB,
+      at most `max_num_visual_tokens` visual tokens per image (a token covers a 32x32 pixel tile).
+    - `process_queries(texts)` (and its Tomoro name `process_texts`): `query_prefix + text` followed by
+      `num_query_augmentation_tokens` copies of `query_augmentation_token`.
+    - `__call__(text=..., images=...)`: the stock Qwen3-VL call; one `<|image_pad|>` per image in the text is
+      expanded, runs of pads already present are collapsed first, and a text without a placeholder becomes the page
+      prompt with that text appended.
+    - `score_multi_vector(qs, ps)`: exact MaxSim over real tokens.
+
+    Padding is on the left, and `mm_token_type_ids` is always returned.
+    """
+
+    if not _TRANSFORMERS_5:  # 4.57 finds sub-processors through these; 5.x reads the `__init__` signature
+        attributes = ["image_processor", "tokenizer"]
+        image_processor_class = "AutoImageProcessor"
+        tokenizer_class = ("Qwen2Tokenizer", "Qwen2TokenizerFast")
+
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        max_num_visual_tokens: int = 1280,
+        image_prompt_prefix: str = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.",
+        video_prompt_prefix: str = "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>Describe the video.",
+        prompt_suffix: str = "<|im_end|><|endoftext|>",
+        query_prefix: str = "",
+        query_augmentation_token: str = "<|endoftext|>",
+        num_query_augmentation_tokens: int = 10,
+        **kwargs,
+    ):
+        if tokenizer is None or image_processor is None:
+            raise ValueError("ColQwen3Processor needs both an `image_processor` and a `tokenizer`.")
+        # Qwen3VLProcessor.__init__ insists on a video processor, which needs torchvision: set up the parts here.
+        super(Qwen3VLProcessor, self).__init__(image_processor, tokenizer, chat_template=chat_template)
+        for name in ("image", "video", "vision_start", "vision_end"):
+            default = {"image": "<|image_pad|>", "video": "<|video_pad|>"}.get(name, f"<|{name}|>")
+            token = getattr(tokenizer, f"{name}_token", None) or default
+            setattr(self, f"{name}_token", token)
+            setattr(self, f"{name}_token_id", tokenizer.convert_tokens_to_ids(token))
+        self.tokenizer.padding_side = "left"
+        if not isinstance(num_query_augmentation_tokens, int) or num_query_augmentation_tokens < 0:
+            raise ValueError(
+                f"`num_query_augmentation_tokens` must be a non-negative integer, got {num_query_augmentation_tokens!r}."
+            )
+        self.image_prompt_prefix = image_prompt_prefix
+        self.video_prompt_prefix = video_prompt_prefix
+        self.prompt_suffix = prompt_suffix
+        self.query_prefix = query_prefix
+        self.query_augmentation_token = query_augmentation_token
+        self.num_query_augmentation_tokens = num_query_augmentation_tokens
+        self.max_num_visual_tokens = max_num_visual_tokens  # property: also sets the image processor's pixel budget
+
+    # ----- visual-token budget -----
+    @property
+    def tokens_tile(self) -> int:
+        """Edge in pixels of the square tile one visual token covers (patch_size * merge_size)."""
+        return self.image_processor.patch_size * self.image_processor.merge_size
+
+    @property
+    def max_num_visual_tokens(self) -> int:
+        return self._max_num_visual_tokens
+
+    @max_num_visual_tokens.setter
+    def max_num_visual_tokens(self, value: int):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`max_num_visual_tokens` must be a positive integer, got {value!r}.")
+        max_pixels = value * self.tokens_tile**2
+        min_pixels = min(self.image_processor.size.get("shortest_edge", max_pixels), max_pixels)
+        # `size` holds pixel COUNTS for Qwen image processors, not edge lengths.
+        self.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        for name, pixels in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+            if getattr(self.image_processor, name, None) is not None:  # 4.57 also reads these attributes
+                setattr(self.image_processor, name, pixels)
+        self._max_num_visual_tokens = value
+
+    def to_dict(self, *args, **kwargs):
+        output = super().to_dict(*args, **kwargs)
+        output.pop("_max_num_visual_tokens", None)
+        output["max_num_visual_tokens"] = self.max_num_visual_tokens
+        return output
+
+    # ----- input checks -----
+    @staticmethod
+    def _check_batch(values, name: str, kind, kind_name: str) -> list:
+        if values is None:
+            raise ValueError(f"`{name}` is None; pass a list of {kind_name}.")
+        if isinstance(values, (str, Image.Image)):
+            values = [values]
+        if not isinstance(values, (list, tuple)):
+            raise TypeError(f"`{name}` must be a list of {kind_name}, got {type(values).__name__}.")
+        if len(values) == 0:
+            raise ValueError(f"`{name}` is an empty list; pass at least one of {kind_name}.")
+        for index, value in enumerate(values):
+            if not isinstance(value, kind):
+                raise TypeError(f"`{name}[{index}]` must be one of {kind_name}, got {type(value).__name__}.")
+        return list(values)
+
+    def _prepare_images(self, images) -> list[Image.Image]:
+        images = self._check_batch(images, "images", Image.Image, "PIL images")
+        prepared = []
+        for index, image in enumerate(images):
+            if image.width < 1 or image.height < 1:
+                raise ValueError(f"`images[{index}]` has size {image.width}x{image.height}; an image needs pixels.")
+            image = _to_rgb(image)
+            tile = self.tokens_tile
+            if image.width < tile or image.height < tile:
+                # Qwen's resizer rejects sides shorter than one tile: stretch tiny images up to one tile.
+                image = image.resize((max(image.width, tile), max(image.height, tile)), Image.BICUBIC)
+            prepared.append(image)
+        return prepared
+
+    # ----- stock call, with placeholder clean-up -----
+    def _collapse_placeholders(self, text: str) -> str:
+        """One placeholder per image: `<|image_pad|><|image_pad|>...` -> `<|image_pad|>` (same for video)."""
+        for token in (self.image_token, self.video_token):
+            text = re.sub(f"(?:{re.escape(token)})+", token, text)
+        return text
+
+    def __call__(self, images=None, text=None, videos=None, **kwargs) -> BatchFeature:
+        if images is not None:
+            images = self._prepare_images(images)
+            if text is None:
+                text = [self.image_prompt_prefix + self.prompt_suffix] * len(images)
+        if text is not None:
+            texts = self._check_batch(text, "text", str, "strings")
+            if images is not None:
+                # A text without a placeholder is extra page text (Tomoro's format: prefix + " " + text + suffix).
+                texts = [
+                    t if self.image_token in t else f"{self.image_prompt_prefix} {t}{self.prompt_suffix}" for t in texts
+                ]
+            text = [self._collapse_placeholders(t) for t in texts]
+        kwargs.setdefault("return_tensors", "pt")
+        if text is not None and len(text) > 1:
+            kwargs.setdefault("padding", "longest")
+        batch = super().__call__(images=images, text=text, videos=videos, **kwargs)
+        if "input_ids" in batch and "mm_token_type_ids" not in batch:  # 4.57 does not return them
+            input_ids = torch.as_tensor(batch["input_ids"])
+            token_types = torch.zeros_like(input_ids, dtype=torch.int32)
+            token_types[input_ids == self.image_token_id] = 1
+            token_types[input_ids == self.video_token_id] = 2
+            batch["mm_token_type_ids"] = token_types if kwargs["return_tensors"] == "pt" else token_types.tolist()
+        return batch
+
+    # ----- retrieval formats -----
+    def page_prompt(self, text: Optional[str] = None) -> str:
+        """The trained page prompt (one `<|image_pad|>` placeholder), optionally with extra page text."""
+        extra = f" {text}" if text else ""
+        return f"{self.image_prompt_prefix}{extra}{self.prompt_suffix}"
+
+    def query_prompt(self, text: str) -> str:
+        """The trained query format: prefix + text + the augmentation tokens."""
+        return self.query_prefix + text + self.query_augmentation_token * self.num_query_augmentation_tokens
+
+    def process_images(self, images, **kwargs) -> BatchFeature:
+        """Pages -> model inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, `mm_token_type_ids`)."""
+        images = self._prepare_images(images)
+        return self(text=[self.page_prompt()] * len(images), images=images, padding="longest", **kwargs)
+
+    def process_queries(self, texts, **kwargs) -> BatchFeature:
+        """Queries -> model inputs, in the trained query format (with the augmentation tokens)."""
+        texts = self._check_batch(texts, "texts", str, "strings")
+        return self(text=[self.query_prompt(t) for t in texts], padding="longest", **kwargs)
+
+    def process_texts(self, texts, **kwargs) -> BatchFeature:
+        """Tomoro's name for `process_queries` (same output: Tomoro's version also adds the augmentation tokens)."""
+        return self.process_queries(texts, **kwargs)
+
+    def get_n_patches(self, image_size: tuple[int, int], spatial_merge_size: Optional[int] = None) -> tuple[int, int]:
+        """`(n_patches_x, n_patches_y)`: the grid of visual tokens a `(height, width)` image becomes."""
+        height, width = image_size
+        if height < 1 or width < 1:
+            raise ValueError(f"`image_size` must be positive (height, width), got {image_size!r}.")
+        merge_size = spatial_merge_size or self.image_processor.merge_size
+        tile = self.image_processor.patch_size * merge_size
+        size = self.image_processor.size
+        height, width = max(height, tile), max(width, tile)
+        resized_height, resized_width = smart_resize(
+            height, width, factor=tile, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"]
+        )
+        return resized_width // tile, resized_height // tile
+
+    # ----- scoring -----
+    @staticmethod
+    def _as_padded(embeddings, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ragged list or padded tensor -> (padded float32 tensor [n, L, d], mask of real tokens [n, L])."""
+        if isinstance(embeddings, torch.Tensor):
+            if embeddings.dim() != 3:
+                raise ValueError(f"`{name}` must be a [batch, tokens, dim] tensor, got shape {tuple(embeddings.shape)}.")
+            padded = embeddings.float()
+            mask = padded.abs().sum(-1) > 0  # the model writes exact zeros at padding
+        else:
+            items = ColQwen3Processor._check_batch(embeddings, name, torch.Tensor, "[tokens, dim] tensors")
+            for index, item in enumerate(items):
+                if item.dim() != 2:
+                    raise ValueError(f"`{name}[{index}]` must be [tokens, dim], got shape {tuple(item.shape)}.")
+            padded = torch.nn.utils.rnn.pad_sequence([item.float() for item in items], batch_first=True)
+            lengths = torch.tensor([item.shape[0] for item in items])
+            mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+        if padded.shape[0] == 0:
+            raise ValueError(f"`{name}` is empty.")
+        if not torch.isfinite(padded).all():
+            raise ValueError(f"`{name}` contains NaN or infinite values.")
+        return padded, mask
+
+    def score_multi_vector(
+        self,
+        qs: Union[torch.Tensor, list[torch.Tensor]],
+        ps: Union[torch.Tensor, list[torch.Tensor]],
+        batch_size: int = 128,
+        device: Optional[Union[str, torch.device]] = None,
+    ) -> torch.Tensor:
+        r"""
+        MaxSim late-interaction scores: `scores[i, j] = sum over real tokens q of query i of max over real tokens p of
+        page j of <q, p>`. Inputs are ragged lists of `[tokens, dim]` tensors or padded `[n, tokens, dim]` tensors
+        (padding rows all zero, as `ColQwen3` returns them). Computed in float32; returns `[n_queries, n_pages]` on CPU.
+
+        All query tokens go through one matrix product per block of pages, so the work is a few large GEMMs.
+        """
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be at least 1, got {batch_size!r}.")
+        queries, query_mask = self._as_padded(qs, "qs")
+        pages, page_mask = self._as_padded(ps, "ps")
+        if queries.shape[-1] != pages.shape[-1]:
+            raise ValueError(f"Query dim {queries.shape[-1]} and page dim {pages.shape[-1]} differ.")
+        if not page_mask.any(-1).all():
+            empty = torch.nonzero(~page_mask.any(-1)).flatten().tolist()
+            raise ValueError(f"Pages {empty} have no real tokens to score against.")
+        device = torch.device(device) if device is not None else queries.device
+        query_tokens = queries[query_mask].to(device)  # [all query tokens, d]
+        owner = torch.repeat_interleave(torch.arange(queries.shape[0]), query_mask.sum(-1)).to(device)
+        scores = torch.zeros(queries.shape[0], pages.shape[0], device=device)
+        for start in range(0, pages.shape[0], batch_size):
+            block = pages[start : start + batch_size].to(device)  # [b, Lp, d]
+            block_mask = page_mask[start : start + batch_size].to(device)
+            sims = torch.einsum("qd,bpd->qbp", query_tokens, block)  # [all query tokens, b, Lp]
+            sims = sims.masked_fill(~block_mask[None], float("-inf"))
+            best = sims.max(dim=-1).values  # [all query tokens, b]
+            scores[:, start : start + block.shape[0]].index_add_(0, owner, best)
+        return scores.cpu()
