@@ -106,8 +106,9 @@ class ColQwen3(ColQwen3PreTrainedModel):
                 f"`vision_config.out_hidden_size` ({vision_out}) must equal `text_config.hidden_size` "
                 f"({text_config.hidden_size}): image features are written into the text embedding sequence."
             )
-        # vLLM substitutes its own config class for model_type `colqwen3`: read our fields defensively.
-        embed_dim = getattr(config, "embed_dim", None)
+        # vLLM substitutes its own config class for model_type `colqwen3`: read our fields defensively. That class
+        # knows `embed_dim` but not our alias `embedding_dim`, which `scripts/vllm_export.py` writes instead.
+        embed_dim = getattr(config, "embed_dim", None) or getattr(config, "embedding_dim", None)
         if embed_dim is None:
             raise ValueError("The config has no `embed_dim`: the width of the retrieval head is unknown.")
         # The config object itself (not a rebuilt copy) goes to the backbone so runtime settings such as the
@@ -273,12 +274,26 @@ class ColQwen3(ColQwen3PreTrainedModel):
         leaving any backbone or head weight randomly initialised. A checkpoint whose head has no bias loads into a
         bias-free head.
         """
-        kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
+        key_mapping = kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
         return_loading_info = kwargs.pop("output_loading_info", False)
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
+        try:
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        except RuntimeError as error:  # shape mismatches; transformers' own message does not name our config
+            raise ValueError(
+                f"Could not load ColQwen3 weights from {pretrained_model_name_or_path}: {error} "
+                "Check that config.json (sizes, `embed_dim`) matches the weights."
+            ) from error
         model._check_loading_info(loading_info, pretrained_model_name_or_path)
+        # transformers 5 replays load-time renames in reverse on save; ours must not be replayed, so that
+        # save_pretrained always writes the Tomoro layout whatever layout was read.
+        conversions = getattr(model, "_weight_conversions", None)
+        if conversions:
+            renames = set(key_mapping)
+            model._weight_conversions = [
+                c for c in conversions if not set(getattr(c, "source_patterns", None) or ()) <= renames
+            ] or None
         return (model, loading_info) if return_loading_info else model
 
     def _check_loading_info(self, loading_info: dict, source) -> None:

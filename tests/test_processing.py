@@ -1,0 +1,227 @@
+"""ColQwen3Processor: trained prompt formats, placeholder handling, image budget and modes, MaxSim scoring."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from conftest import embed, kit
+from PIL import Image
+
+from processing_colqwen3 import ColQwen3Processor
+
+PAGE_PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|><|endoftext|>"
+
+
+def decode_real(processor, batch, index=0):
+    keep = batch["attention_mask"][index].bool()
+    return processor.tokenizer.decode(batch["input_ids"][index][keep])
+
+
+def collapse_image_pads(text):
+    while "<|image_pad|><|image_pad|>" in text:
+        text = text.replace("<|image_pad|><|image_pad|>", "<|image_pad|>")
+    return text
+
+
+def test_page_prompt_is_the_trained_string(processor, pages):
+    assert processor.page_prompt() == PAGE_PROMPT
+    batch = processor.process_images(pages[:1])
+    assert collapse_image_pads(decode_real(processor, batch)) == PAGE_PROMPT
+    n_image_tokens = int(batch["image_grid_thw"][0].prod()) // 4
+    assert int((batch["input_ids"] == processor.image_token_id).sum()) == n_image_tokens
+
+
+def test_query_format_has_ten_augmentation_tokens(processor):
+    batch = processor.process_queries(["What is the capital of France?"])
+    assert decode_real(processor, batch) == "What is the capital of France?" + "<|endoftext|>" * 10
+    assert torch.equal(processor.process_texts(["x y"])["input_ids"], processor.process_queries(["x y"])["input_ids"])
+
+
+def test_left_padding_and_mm_token_type_ids(processor, pages):
+    batch = processor.process_queries(["a", "a much longer query text"])
+    assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1
+    assert torch.equal(batch["mm_token_type_ids"], torch.zeros_like(batch["input_ids"]).to(batch["mm_token_type_ids"].dtype))
+    images = processor.process_images(pages[:2])
+    expected = (images["input_ids"] == processor.image_token_id).to(images["mm_token_type_ids"].dtype)
+    assert torch.equal(images["mm_token_type_ids"], expected)
+
+
+def test_duplicated_placeholders_are_collapsed(processor, pages):
+    single = processor(text=[PAGE_PROMPT], images=pages[:1])
+    duplicated = PAGE_PROMPT.replace("<|image_pad|>", "<|image_pad|>" * 7)
+    repeated = processor(text=[duplicated], images=pages[:1])
+    assert torch.equal(single["input_ids"], repeated["input_ids"])
+    video_text = "<|vision_start|><|video_pad|><|video_pad|><|vision_end|>"
+    assert processor._collapse_placeholders(video_text) == "<|vision_start|><|video_pad|><|vision_end|>"
+
+
+def test_text_without_placeholder_becomes_page_text(processor, pages):
+    batch = processor(text=["page 3 of the report"], images=pages[:1])
+    expected = PAGE_PROMPT.replace("Describe the image.", "Describe the image. page 3 of the report")
+    assert collapse_image_pads(decode_real(processor, batch)) == expected
+
+
+def test_huge_image_stays_within_the_default_budget():
+    processor = kit.build_processor(max_num_visual_tokens=1280)
+    assert processor.image_processor.size["longest_edge"] == 1_310_720
+    batch = processor.process_images([Image.new("RGB", (10_000, 10_000), "white")])
+    n_tokens = int(batch["image_grid_thw"][0].prod()) // 4
+    assert 1000 < n_tokens <= 1280
+
+
+def test_budget_is_settable_and_round_trips(tmp_path, model):
+    from transformers import AutoProcessor
+
+    folder = kit.write_checkpoint(tmp_path / "ckpt", model=model, max_num_visual_tokens=48)
+    loaded = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    assert loaded.max_num_visual_tokens == 48 and loaded.image_processor.size["longest_edge"] == 48 * 1024
+    override = AutoProcessor.from_pretrained(folder, trust_remote_code=True, max_num_visual_tokens=16)
+    assert override.max_num_visual_tokens == 16
+    batch = override.process_images([Image.new("RGB", (2000, 1000), "white")])
+    assert int(batch["image_grid_thw"][0].prod()) // 4 <= 16
+    override.save_pretrained(tmp_path / "saved")
+    again = AutoProcessor.from_pretrained(tmp_path / "saved", trust_remote_code=True)
+    assert again.max_num_visual_tokens == 16
+    assert again.query_prompt("q") == override.query_prompt("q") and again.page_prompt() == PAGE_PROMPT
+    with pytest.raises(ValueError, match="max_num_visual_tokens"):
+        override.max_num_visual_tokens = 0
+
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        ([], ValueError, "empty list"),
+        (None, ValueError, "None"),
+        (["a page", None], TypeError, r"images\[0\]"),
+        ([np.zeros((32, 32, 3), dtype=np.uint8)], TypeError, "ndarray"),
+        ("page.png", TypeError, "str"),
+    ],
+)
+def test_bad_images_raise_clear_errors(processor, pages, bad, error, match):
+    with pytest.raises(error, match=match):
+        processor.process_images(bad)
+
+
+def test_mixed_image_list_names_the_bad_item(processor, pages):
+    with pytest.raises(TypeError, match=r"images\[1\].*str"):
+        processor.process_images([pages[0], "not an image"])
+
+
+def test_zero_size_image_is_rejected(processor):
+    with pytest.raises(ValueError, match="0x10"):
+        processor.process_images([Image.new("RGB", (0, 10))])
+
+
+@pytest.mark.parametrize("bad, error", [([], ValueError), (None, ValueError), (["ok", 3], TypeError), (b"q", TypeError)])
+def test_bad_queries_raise_clear_errors(processor, bad, error):
+    with pytest.raises(error):
+        processor.process_queries(bad)
+
+
+def _sixteen_bit(page):
+    grey = np.asarray(page.convert("L"), dtype=np.uint16) * 257
+    image = Image.fromarray(grey)
+    assert image.mode == "I;16"
+    return image
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda page: page.convert("RGBA"),
+        lambda page: page.convert("L"),
+        lambda page: page.convert("CMYK"),
+        lambda page: page.convert("P"),
+        _sixteen_bit,
+        lambda page: page.resize((1, 1)),
+        lambda page: page.resize((3, 900)),
+    ],
+    ids=["RGBA", "L", "CMYK", "P", "I;16", "1x1", "3x900"],
+)
+def test_image_modes_and_tiny_sizes_embed_finitely(model, processor, pages, convert):
+    batch = processor.process_images([convert(pages[0])])
+    out = embed(model, batch)
+    assert torch.isfinite(out).all()
+    assert torch.allclose(out[batch["attention_mask"].bool()].norm(dim=-1), torch.tensor(1.0), atol=1e-5)
+
+
+def test_sixteen_bit_is_scaled_not_clipped(processor, pages):
+    eight = processor.process_images([pages[0].convert("L")])["pixel_values"]
+    sixteen = processor.process_images([_sixteen_bit(pages[0])])["pixel_values"]
+    assert torch.allclose(eight, sixteen, atol=1e-6)
+
+
+def test_transparent_areas_become_white_paper(processor):
+    clear = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    white = Image.new("RGB", (64, 64), "white")
+    assert torch.equal(processor.process_images([clear])["pixel_values"], processor.process_images([white])["pixel_values"])
+
+
+def test_get_n_patches_matches_the_image_grid(processor):
+    for size in [(800, 600), (333, 1000), (64, 64)]:
+        batch = processor.process_images([Image.new("RGB", (size[1], size[0]), "white")])
+        _, grid_h, grid_w = batch["image_grid_thw"][0].tolist()
+        assert processor.get_n_patches(size) == (grid_w // 2, grid_h // 2)
+
+
+def test_works_without_torchvision(processor):
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed in this environment; the no-torchvision path is checked elsewhere")
+    assert not hasattr(processor, "video_processor") or processor.video_processor is None
+
+
+# ----- MaxSim -----
+def maxsim_float64(queries, docs):
+    scores = torch.zeros(len(queries), len(docs), dtype=torch.float64)
+    for i, q in enumerate(queries):
+        for j, d in enumerate(docs):
+            scores[i, j] = (q.double() @ d.double().T).max(dim=1).values.sum()
+    return scores
+
+
+def test_score_multi_vector_matches_float64_brute_force(processor):
+    generator = torch.Generator().manual_seed(0)
+    queries = [torch.nn.functional.normalize(torch.randn(n, 16, generator=generator), dim=-1) for n in (3, 7, 1)]
+    docs = [torch.nn.functional.normalize(torch.randn(n, 16, generator=generator), dim=-1) for n in (5, 40, 2, 9)]
+    expected = maxsim_float64(queries, docs)
+    for batch_size in (1, 3, 128):
+        got = processor.score_multi_vector(queries, docs, batch_size=batch_size)
+        assert got.shape == (3, 4) and got.dtype == torch.float32
+        assert (got.double() - expected).abs().max().item() < 1e-5
+
+
+def test_padded_tensors_score_like_ragged_lists(model, processor, pages):
+    """Padding rows must not win the max (a zero row beats an all-negative row) nor add to the sum."""
+    query_batch = processor.process_queries(["revenue", "what is the capital of france"])
+    page_batch = processor.process_images([pages[0], pages[1].resize((200, 200))])
+    q, p = embed(model, query_batch), embed(model, page_batch)
+    ragged_q = [q[i][query_batch["attention_mask"][i].bool()] for i in range(2)]
+    ragged_p = [p[i][page_batch["attention_mask"][i].bool()] for i in range(2)]
+    expected = maxsim_float64(ragged_q, ragged_p)
+    assert (processor.score_multi_vector(q, p).double() - expected).abs().max().item() < 1e-5
+    assert (processor.score_multi_vector(ragged_q, ragged_p).double() - expected).abs().max().item() < 1e-5
+
+
+def test_hand_computed_maxsim(processor):
+    query = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
+    page = [torch.tensor([[0.6, 0.8], [-1.0, 0.0]])]  # maxima 0.6 and 0.8
+    assert processor.score_multi_vector(query, page).item() == pytest.approx(1.4)
+    negative_page = torch.tensor([[[-0.6, -0.8], [0.0, 0.0]]])  # second row is padding
+    assert processor.score_multi_vector(query, negative_page).item() == pytest.approx(-1.4)
+
+
+def test_score_multi_vector_rejects_bad_input(processor):
+    with pytest.raises(ValueError, match="empty"):
+        processor.score_multi_vector([], [torch.ones(2, 4)])
+    with pytest.raises(ValueError, match="dim"):
+        processor.score_multi_vector([torch.ones(2, 4)], [torch.ones(2, 5)])
+    with pytest.raises(ValueError, match="NaN"):
+        processor.score_multi_vector([torch.full((2, 4), float("nan"))], [torch.ones(2, 4)])
+    with pytest.raises(TypeError):
+        processor.score_multi_vector([[1.0, 2.0]], [torch.ones(2, 4)])
+
+
+def test_processor_requires_both_parts():
+    with pytest.raises(ValueError, match="image_processor"):
+        ColQwen3Processor(image_processor=None, tokenizer=None)
