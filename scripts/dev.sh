@@ -45,7 +45,11 @@ case "${1:-}" in
     ;;
   test)
     failed=()
-    tiers=("${@:2}"); [ ${#tiers[@]} -eq 0 ] && tiers=(tf4 tf5 vllm)
+    tiers=("${@:2}")
+    if [ ${#tiers[@]} -eq 0 ]; then
+      tiers=(tf4 tf5)
+      if [ -d tests/vllm ]; then tiers+=(vllm); fi
+    fi
     for tier in "${tiers[@]}"; do
       case "$tier" in
         vllm) run_tier vllm tests/vllm || failed+=("$tier") ;;
