@@ -51,6 +51,33 @@ _LM_HEAD_KEY = "vlm.lm_head.weight"
 _HEAD_BIAS_KEY = "embedding_proj_layer.bias"
 
 
+try:  # transformers >= 5: weight renames live in a registry keyed by class name
+    from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+    from transformers.core_model_loading import WeightRenaming
+except ImportError:  # transformers 4.57: `from_pretrained(key_mapping=...)` only, and save never renames
+    WeightRenaming = None
+
+
+if WeightRenaming is not None:
+
+    class _LoadOnlyRenaming(WeightRenaming):
+        """A rename applied when loading only: save reverses renames, and ours must not be reversed (several
+        layouts map onto one), so that `save_pretrained` always writes the Tomoro layout."""
+
+        __slots__ = ()
+
+        def reverse_transform(self):
+            return WeightRenaming(source_patterns=r"(?!)", target_patterns="")  # matches no key
+
+    # vLLM's Transformers backend reads this registry (it never calls our `from_pretrained`), so registering here
+    # lets it load every layout too.
+    register_checkpoint_conversion_mapping(
+        "ColQwen3",
+        [_LoadOnlyRenaming(source, target) for source, target in CHECKPOINT_KEY_MAPPING.items()],
+        overwrite=True,
+    )
+
+
 def _none_if_empty(grid_thw: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """Older vLLM passes empty tensors, not None, for absent image/video grids; stock Qwen3-VL crashes on them."""
     if grid_thw is not None and grid_thw.numel() == 0:
@@ -274,7 +301,8 @@ class ColQwen3(ColQwen3PreTrainedModel):
         leaving any backbone or head weight randomly initialised. A checkpoint whose head has no bias loads into a
         bias-free head.
         """
-        key_mapping = kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
+        if WeightRenaming is None:  # transformers 4.57; 5.x applies the registered renames above
+            kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
         return_loading_info = kwargs.pop("output_loading_info", False)
         try:
             model, loading_info = super().from_pretrained(
@@ -286,14 +314,6 @@ class ColQwen3(ColQwen3PreTrainedModel):
                 "Check that config.json (sizes, `embed_dim`) matches the weights."
             ) from error
         model._check_loading_info(loading_info, pretrained_model_name_or_path)
-        # transformers 5 replays load-time renames in reverse on save; ours must not be replayed, so that
-        # save_pretrained always writes the Tomoro layout whatever layout was read.
-        conversions = getattr(model, "_weight_conversions", None)
-        if conversions:
-            renames = set(key_mapping)
-            model._weight_conversions = [
-                c for c in conversions if not set(getattr(c, "source_patterns", None) or ()) <= renames
-            ] or None
         return (model, loading_info) if return_loading_info else model
 
     def _check_loading_info(self, loading_info: dict, source) -> None:

@@ -152,7 +152,9 @@ class ColQwen3Processor(Qwen3VLProcessor):
                 raise TypeError(f"`{name}[{index}]` must be one of {kind_name}, got {type(value).__name__}.")
         return list(values)
 
-    def _prepare_images(self, images) -> list[Image.Image]:
+    def prepare_images(self, images) -> list[Image.Image]:
+        """Pages as the model sees them: RGB on white paper, at least one tile per side. `process_images` and
+        `__call__` apply this; send these images when a server (vLLM) runs its own image processor."""
         images = self._check_batch(images, "images", Image.Image, "PIL images")
         prepared = []
         for index, image in enumerate(images):
@@ -175,7 +177,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
 
     def __call__(self, images=None, text=None, videos=None, **kwargs) -> BatchFeature:
         if images is not None:
-            images = self._prepare_images(images)
+            images = self.prepare_images(images)
             if text is None:
                 text = [self.image_prompt_prefix + self.prompt_suffix] * len(images)
         if text is not None:
@@ -210,7 +212,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
 
     def process_images(self, images, **kwargs) -> BatchFeature:
         """Pages -> model inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, `mm_token_type_ids`)."""
-        images = self._prepare_images(images)
+        images = self.prepare_images(images)
         return self(text=[self.page_prompt()] * len(images), images=images, padding="longest", **kwargs)
 
     def process_queries(self, texts, **kwargs) -> BatchFeature:

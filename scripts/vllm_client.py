@@ -4,7 +4,7 @@ Launch line (route "native" = vLLM's own ColQwen3Model on a checkpoint exported 
 route "transformers" = vLLM's Transformers backend running our remote code):
     python scripts/vllm_client.py launch-line FOLDER --route native
 
-Prompts: vLLM adds no ColPali prompt or query augmentation, so the client sends them.
+Prompts: vLLM adds no ColPali prompt or query augmentation, so the client sends them (built by vllm_inputs.py).
 - queries: `POST /pooling {"model", "input": processor.query_prompt(text), "task": "token_embed"}`.
 - pages: `POST /pooling` with chat `messages`. The server is launched with a literal `--chat-template` (PAGE_TEMPLATE)
   that renders the content parts verbatim in order (text parts as is, every image part as `<|image_pad|>`) and with
@@ -13,6 +13,9 @@ Prompts: vLLM adds no ColPali prompt or query augmentation, so the client sends 
   (the checkpoint's own chat template, e.g. Qwen's, would add "\n" and drop `<|endoftext|>`).
   `add_generation_prompt` / `continue_final_message` stay False (defaults); a raw `prompt` + `multi_modal_data` body
   is not accepted over HTTP.
+- `/score` and `/rerank` (late interaction, computed by the server): the query prompt as `queries` / `query`, each
+  page as `{"content": [{"type": "text", "text": page_prompt()}, {"type": "image_url", ...}]}` (no chat template
+  is applied there; the prompt already holds the image placeholder, so vLLM keeps it verbatim).
 
 Demo (tiny random checkpoint, CPU, no network):
     .venvs/vllm/bin/python scripts/vllm_client.py demo --route native
@@ -21,8 +24,6 @@ in the `vllm serve` subprocess. Exit status 1 on any failure.
 """
 
 import argparse
-import base64
-import io
 import json
 import os
 import shlex
@@ -42,12 +43,8 @@ for _path in (str(SCRIPTS), str(REPO_ROOT)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-IMAGE_TOKEN = "<|image_pad|>"
-PAGE_TEMPLATE = (
-    "{% for message in messages %}{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
-    "{% else %}" + IMAGE_TOKEN + "{% endif %}{% endfor %}{% endif %}{% endfor %}"
-)
+from vllm_inputs import PAGE_TEMPLATE, page_document, page_messages, query_input  # noqa: E402
+
 ROUTES = ("native", "transformers")
 DEMO_QUERIES = ("What is the total due on the invoice?", "How much did revenue grow in Q3?")
 
@@ -104,30 +101,11 @@ def _tensor(item: dict) -> torch.Tensor:
     return torch.tensor(item["data"], dtype=torch.float32)
 
 
-def image_data_url(image) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def page_messages(processor, image, text: str | None = None) -> list[dict]:
-    """One user message whose parts, rendered by PAGE_TEMPLATE, are exactly `processor.page_prompt(text)`."""
-    prompt = processor.page_prompt(text)
-    before, after = prompt.split(IMAGE_TOKEN)
-    parts = []
-    if before:
-        parts.append({"type": "text", "text": before})
-    parts.append({"type": "image_url", "image_url": {"url": image_data_url(image)}})
-    if after:
-        parts.append({"type": "text", "text": after})
-    return [{"role": "user", "content": parts}]
-
-
 def embed_queries(base_url: str, model: str, processor, queries) -> list[torch.Tensor]:
     """Per-token query embeddings [tokens, dim], one request per query (trained query format)."""
     out = []
     for query in queries:
-        body = {"model": model, "input": processor.query_prompt(query), "task": "token_embed"}
+        body = {"model": model, "input": query_input(processor, query), "task": "token_embed"}
         out.append(_tensor(_post(base_url, "/pooling", body)["data"][0]))
     return out
 
@@ -141,12 +119,27 @@ def embed_pages(base_url: str, model: str, processor, images) -> list[torch.Tens
     return out
 
 
-def score(base_url: str, model: str, query: str, documents: list, timeout: float = 120.0) -> list[float]:
-    """`POST /score` (late interaction, computed by the server). `query` and text `documents` are sent verbatim
-    (pass `processor.query_prompt(text)` yourself); a document may also be a dict `{"content": [parts]}`."""
-    body = {"model": model, "queries": query, "documents": documents}
+def score_pages(base_url: str, model: str, processor, query: str, images, timeout: float = 300.0) -> list[float]:
+    """`POST /score`: MaxSim of one query against each page image, computed by the server (late interaction)."""
+    body = {
+        "model": model,
+        "queries": query_input(processor, query),
+        "documents": [page_document(processor, image, http=True) for image in images],
+    }
     data = _post(base_url, "/score", body, timeout)["data"]
     return [item["score"] for item in sorted(data, key=lambda item: item["index"])]
+
+
+def rerank_pages(base_url: str, model: str, processor, query: str, images, top_n: int, timeout: float = 300.0):
+    """`POST /rerank`: the `top_n` best pages for one query, as [(page index, score)] best first."""
+    body = {
+        "model": model,
+        "query": query_input(processor, query),
+        "documents": [page_document(processor, image, http=True) for image in images],
+        "top_n": top_n,
+    }
+    results = _post(base_url, "/rerank", body, timeout)["results"]
+    return [(item["index"], item["relevance_score"]) for item in results]
 
 
 def rank(base_url: str, model: str, processor, queries, pages) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,13 +233,12 @@ def demo(args) -> int:
 
     assert "vllm" not in sys.modules  # the references never share a process with vLLM
     processor = build_processor()
-    pages = [make_page(lines, seed=index) for index, lines in enumerate(list(SAMPLE_PAGES.values())[:2])]
+    pages = [make_page(lines, seed=index) for index, lines in enumerate(list(SAMPLE_PAGES.values())[:3])]
     queries = list(DEMO_QUERIES)
     model = build_model(tiny_config(tie_word_embeddings=False, embedding_proj_bias=True), seed=0)
     with torch.no_grad():
         ref_text = [model(**processor.process_queries([q])).embeddings[0] for q in queries]
         ref_image = [model(**processor.process_images([p])).embeddings[0] for p in pages]
-        ref_docs = [model(**processor(text=[d], padding="longest")).embeddings[0] for d in queries[::-1]]
 
     failures = []
     with tempfile.TemporaryDirectory(prefix="colqwen3_vllm_serve_") as work:
@@ -267,37 +259,7 @@ def demo(args) -> int:
             try:
                 ready = wait_healthy(base_url, process, args.health_timeout)
                 print(f"server healthy after {ready:.1f} s", flush=True)
-                name = str(folder)
-                got_text = embed_queries(base_url, name, processor, queries)
-                got_image = embed_pages(base_url, name, processor, pages)
-                scores = processor.score_multi_vector(got_text, got_image)
-                ref_scores = processor.score_multi_vector(ref_text, ref_image)
-                order = scores.argsort(dim=-1, descending=True)
-                for query, row, idx in zip(queries, scores, order):
-                    print(f"rank {query!r}: pages {idx.tolist()} scores {[round(v, 4) for v in row[idx].tolist()]}")
-                text_diff, image_diff = max_abs(got_text, ref_text), max_abs(got_image, ref_image)
-                same_order = bool((order == ref_scores.argsort(dim=-1, descending=True)).all())
-                print(f"tokens text {[t.shape[0] for t in got_text]} image {[t.shape[0] for t in got_image]}")
-                print(
-                    f"PARITY route={args.route} text_max_abs={text_diff:.3e} image_max_abs={image_diff:.3e} "
-                    f"same_ranking={same_order}"
-                )
-                if text_diff > args.text_tol:
-                    failures.append(f"text max |diff| {text_diff:.3e} > {args.text_tol:g}")
-                image_tol = args.image_tol if args.route == "native" else float("inf")  # transformers drops DeepStack
-                if image_diff > image_tol:
-                    failures.append(f"image max |diff| {image_diff:.3e} > {image_tol:g}")
-                if args.route == "native" and not same_order:
-                    failures.append("MaxSim ranking differs from Transformers")
-                # /score, text query vs text documents (informational unless it errors out entirely)
-                try:
-                    docs = queries[::-1]
-                    served = score(base_url, name, processor.query_prompt(queries[0]), docs)
-                    local = processor.score_multi_vector(ref_text[:1], ref_docs)[0].tolist()
-                    diff = max(abs(a - b) for a, b in zip(served, local))
-                    print(f"SCORE text: served {[round(s, 4) for s in served]} local {[round(s, 4) for s in local]} max_abs={diff:.3e}")
-                except Exception as error:
-                    print(f"SCORE text: not available ({type(error).__name__}: {error})")
+                failures += exercise_server(base_url, str(folder), processor, queries, pages, ref_text, ref_image, args)
             except Exception as error:
                 failures.append(f"{type(error).__name__}: {error}")
             finally:
@@ -309,6 +271,46 @@ def demo(args) -> int:
         print("FAIL:", failure)
     print("OK" if not failures else "FAILED")
     return 1 if failures else 0
+
+
+def exercise_server(base_url, name, processor, queries, pages, ref_text, ref_image, args) -> list[str]:
+    """2 + 3 `/pooling`, 2 `/score` and 1 `/rerank` requests; every answer checked. Returns the failures."""
+    failures = []
+    got_text = embed_queries(base_url, name, processor, queries)
+    got_image = embed_pages(base_url, name, processor, pages)
+    scores = processor.score_multi_vector(got_text, got_image)
+    order = scores.argsort(dim=-1, descending=True)
+    for query, row, idx in zip(queries, scores, order):
+        print(f"rank {query!r}: pages {idx.tolist()} scores {[round(v, 4) for v in row[idx].tolist()]}")
+    ref_order = processor.score_multi_vector(ref_text, ref_image).argsort(dim=-1, descending=True)
+    text_diff, image_diff = max_abs(got_text, ref_text), max_abs(got_image, ref_image)
+    same_order = bool((order == ref_order).all())
+    print(f"tokens text {[t.shape[0] for t in got_text]} image {[t.shape[0] for t in got_image]}")
+    print(
+        f"PARITY route={args.route} text_max_abs={text_diff:.3e} image_max_abs={image_diff:.3e} "
+        f"same_ranking={same_order}"
+    )
+    if text_diff > args.text_tol:
+        failures.append(f"text max |diff| {text_diff:.3e} > {args.text_tol:g}")
+    if args.route == "native":
+        if image_diff > args.image_tol:
+            failures.append(f"image max |diff| {image_diff:.3e} > {args.image_tol:g}")
+        if not same_order:
+            failures.append("MaxSim ranking differs from Transformers")
+    elif image_diff == float("inf"):  # the transformers route drops DeepStack: values differ, token counts must not
+        failures.append("image token counts differ from Transformers")
+
+    # Late interaction inside the server, against MaxSim of the server's own /pooling vectors.
+    served = torch.tensor([score_pages(base_url, name, processor, query, pages) for query in queries])
+    score_diff = (served - scores).abs().max().item()
+    print(f"SCORE pages: served {[[round(v, 4) for v in row] for row in served.tolist()]} max_abs_vs_pooling={score_diff:.3e}")
+    if not score_diff <= args.score_tol:
+        failures.append(f"/score differs from MaxSim of /pooling vectors by {score_diff:.3e} > {args.score_tol:g}")
+    reranked = rerank_pages(base_url, name, processor, queries[0], pages, top_n=2)
+    print(f"RERANK {queries[0]!r}: {[(index, round(value, 4)) for index, value in reranked]}")
+    if [index for index, _ in reranked] != order[0, :2].tolist():
+        failures.append(f"/rerank top-2 {reranked} differs from the /pooling ranking {order[0, :2].tolist()}")
+    return failures
 
 
 def main() -> int:
@@ -325,7 +327,8 @@ def main() -> int:
     run.add_argument("--max-model-len", type=int, default=2048)
     run.add_argument("--health-timeout", type=float, default=180.0)
     run.add_argument("--text-tol", type=float, default=1e-4)
-    run.add_argument("--image-tol", type=float, default=1e-4)
+    run.add_argument("--image-tol", type=float, default=1e-4, help="native route only (transformers drops DeepStack)")
+    run.add_argument("--score-tol", type=float, default=1e-3, help="/score vs MaxSim of /pooling vectors")
     args = parser.parse_args()
     if args.command == "launch-line":
         argv = launch_command(

@@ -56,6 +56,20 @@ def _tensor_keys(path: Path) -> list[str]:
         return list(handle.keys())
 
 
+def native_route_problem(folder) -> str | None:
+    """Why vLLM's native route would serve `folder` wrongly (a head bias it would drop), or None when it is fine."""
+    folder = Path(folder)
+    has_bias = any(_is_head_bias(key) for path in _shard_files(folder) for key in _tensor_keys(path))
+    config = json.loads((folder / "config.json").read_text())
+    widths = [key for key in WIDTH_KEYS if config.get(key) is not None]
+    if has_bias and widths:
+        return (
+            f"{folder}: the head has a bias and config.json sets {widths}, so vLLM 0.32's native ColQwen3 would drop "
+            f"the bias and serve wrong embeddings; run `python scripts/vllm_export.py {folder}` first."
+        )
+    return None
+
+
 def prepare_for_vllm_native(folder) -> bool:
     """Rewrite `folder` in place (see the module docstring). Returns False when the head has no bias (no change)."""
     folder = Path(folder)

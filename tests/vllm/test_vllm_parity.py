@@ -62,3 +62,13 @@ def test_unexported_biased_checkpoint_is_served_wrongly_natively():
     status, output = run_parity("--routes", "native-asis")
     rows = table_rows(output)
     assert rows[("native-asis", "text")][1] < 0.9, output
+
+
+@pytest.mark.parametrize("layout", ["colpali", "unprefixed"])
+def test_other_layouts_serve_on_both_routes(layout):
+    """colpali-engine and unprefixed checkpoints: vLLM's Transformers backend finds our renames in transformers'
+    registry (`modeling_colqwen3.py`); the native model accepts those prefixes itself."""
+    status, output = run_parity("--layout", layout, "--routes", "native", "transformers")
+    assert status == 0, output[-6000:]
+    rows = table_rows(output)
+    assert rows[("native", "image")][0] < 1e-4 and rows[("transformers", "text")][0] < 1e-4, rows
