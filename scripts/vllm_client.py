@@ -60,8 +60,15 @@ def launch_command(
     image_height: int = 800,
     dtype: str | None = "float32",
     vllm_bin: str = "vllm",
+    max_pixels: int | None = None,
+    chat_template: str = PAGE_TEMPLATE,
+    enforce_eager: bool = False,
 ) -> list[str]:
-    """The exact `vllm serve` argv for a ColQwen3 checkpoint folder."""
+    """The exact `vllm serve` argv for a ColQwen3 checkpoint folder.
+
+    `image_width` x `image_height` is the page size memory profiling reserves room for; `max_pixels` (optional) caps
+    pixels per image in vLLM's processor and must equal the Transformers-side budget for vectors to match.
+    `chat_template` is PAGE_TEMPLATE itself or the path of a file holding it (see `write_page_template`)."""
     if route not in ROUTES:
         raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
     limit = {"image": {"count": 1, "width": image_width, "height": image_height}, "video": 0}
@@ -71,12 +78,15 @@ def launch_command(
         "--pooler-config", json.dumps({"task": "token_embed"}),
         "--max-model-len", str(max_model_len),
         "--limit-mm-per-prompt", json.dumps(limit),
-        "--chat-template", PAGE_TEMPLATE,
+        "--chat-template", str(chat_template),
         "--chat-template-content-format", "openai",
-        "--enforce-eager",
         "--host", host,
         "--port", str(port),
     ]
+    if enforce_eager:  # no CUDA graphs / compilation: starts faster (CPU tests); leave off for GPU throughput
+        argv.append("--enforce-eager")
+    if max_pixels is not None:
+        argv += ["--mm-processor-kwargs", json.dumps({"max_pixels": max_pixels})]
     if dtype:
         argv += ["--dtype", dtype]
     if route == "transformers":
@@ -85,6 +95,13 @@ def launch_command(
             "--hf-overrides", json.dumps({"architectures": ["TransformersMultiModalEmbeddingModel"]}),
         ]
     return argv
+
+
+def write_page_template(path) -> Path:
+    """PAGE_TEMPLATE in a file, for `--chat-template FILE` (vLLM reads a path as well as a literal)."""
+    path = Path(path)
+    path.write_text(PAGE_TEMPLATE)
+    return path
 
 
 # ----- client -----
@@ -247,7 +264,13 @@ def demo(args) -> int:
         del model
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        argv = launch_command(folder, args.route, port=port, max_model_len=args.max_model_len)
+        # max_pixels = the processor's own budget: the flag is exercised, and both sides cut pages alike.
+        max_pixels = processor.max_num_visual_tokens * processor.tokens_tile**2
+        template = write_page_template(Path(work) / "page_template.jinja")
+        argv = launch_command(
+            folder, args.route, port=port, max_model_len=args.max_model_len, max_pixels=max_pixels,
+            chat_template=template, enforce_eager=True,
+        )
         print("launch:", shlex.join(argv), flush=True)
         argv = local_vllm_prefix() + argv[1:]
         env = dict(os.environ)
@@ -319,9 +342,16 @@ def main() -> int:
     line = sub.add_parser("launch-line", help="print the vllm serve command for a checkpoint folder")
     line.add_argument("folder")
     line.add_argument("--route", choices=ROUTES, default="native")
+    line.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     line.add_argument("--port", type=int, default=8000)
     line.add_argument("--max-model-len", type=int, default=2048)
     line.add_argument("--no-dtype", action="store_true", help="leave out --dtype float32")
+    line.add_argument("--enforce-eager", action="store_true", help="add --enforce-eager (CPU, quick start)")
+    line.add_argument("--max-pixels", type=int, default=None, help="add --mm-processor-kwargs max_pixels")
+    line.add_argument(
+        "--template-file", type=Path, default=None,
+        help="write the page chat template to this file and pass its path (default: the template inline)",
+    )
     run = sub.add_parser("demo", help="tiny checkpoint, vllm serve subprocess, parity with Transformers")
     run.add_argument("--route", choices=ROUTES, default="native")
     run.add_argument("--max-model-len", type=int, default=2048)
@@ -332,8 +362,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.command == "launch-line":
         argv = launch_command(
-            args.folder, args.route, port=args.port, max_model_len=args.max_model_len,
-            dtype=None if args.no_dtype else "float32",
+            args.folder, args.route, port=args.port, host=args.host, max_model_len=args.max_model_len,
+            dtype=None if args.no_dtype else "float32", max_pixels=args.max_pixels,
+            chat_template=write_page_template(args.template_file) if args.template_file else PAGE_TEMPLATE,
+            enforce_eager=args.enforce_eager,
         )
         print(shlex.join(argv))
         return 0

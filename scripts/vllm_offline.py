@@ -39,8 +39,15 @@ from vllm_inputs import page_document, page_input, query_input  # noqa: E402
 ROUTES = ("native", "transformers")
 
 
-def make_llm(folder, route: str = "native", max_model_len: int = 2048, dtype: str = "auto", **options):
-    """A pooling `LLM` with per-token (`token_embed`) output for a ColQwen3 folder, on either route."""
+def make_llm(
+    folder, route: str = "native", max_model_len: int = 2048, dtype: str = "auto", max_pixels: int | None = None, **options
+):
+    """A pooling `LLM` with per-token (`token_embed`) output for a ColQwen3 folder, on either route.
+
+    `max_pixels` caps the pixels per image inside vLLM (`mm_processor_kwargs`; memory profiling reserves room for that
+    many visual tokens too). It must equal the budget the Transformers side uses (`processor.max_num_visual_tokens *
+    32**2`) for the vectors to match; None keeps the checkpoint's preprocessor_config.json budget.
+    """
     from vllm import LLM
     from vllm.config import PoolerConfig
 
@@ -56,6 +63,8 @@ def make_llm(folder, route: str = "native", max_model_len: int = 2048, dtype: st
         options.update(
             trust_remote_code=True, hf_overrides={"architectures": ["TransformersMultiModalEmbeddingModel"]}
         )
+    if max_pixels is not None:
+        options["mm_processor_kwargs"] = {"max_pixels": max_pixels}
     return LLM(
         model=str(folder),
         runner="pooling",
@@ -91,16 +100,27 @@ def score_pages(llm, processor, query: str, images) -> list[float]:
     return [output.outputs.score for output in outputs]
 
 
+def set_visual_budget(processor, max_visual_tokens: int | None) -> int | None:
+    """Set the processor's visual-token budget; returns the matching vLLM `max_pixels` (None: keep the default)."""
+    if max_visual_tokens is None:
+        return None
+    processor.max_num_visual_tokens = max_visual_tokens
+    return max_visual_tokens * processor.tokens_tile**2
+
+
 # ----- retrieval over a folder of pages -----
 def retrieve(args) -> int:
     from retrieve import load_pages
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
+    max_pixels = set_visual_budget(processor, args.max_visual_tokens)
     pages = load_pages(args.pages, args.pdf_dpi)
     names, images = [name for name, _ in pages], [image for _, image in pages]
     try:
-        llm = make_llm(args.model, args.route, args.max_model_len, args.dtype, enforce_eager=args.enforce_eager)
+        llm = make_llm(
+            args.model, args.route, args.max_model_len, args.dtype, max_pixels, enforce_eager=args.enforce_eager
+        )
     except ValueError as error:  # a checkpoint the route would serve wrongly: say so, no traceback
         raise SystemExit(f"error: {error}") from None
     scores = processor.score_multi_vector(encode_queries(llm, processor, args.query), encode_pages(llm, processor, images))
@@ -129,6 +149,7 @@ def check(args) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     processor = build_processor()
+    max_pixels = set_visual_budget(processor, args.max_visual_tokens)
     pages = [make_page(lines, seed=index) for index, lines in enumerate(SAMPLE_PAGES.values())]
     queries = ["What is the total due on the invoice?", "How much did revenue grow in Q3?", "capital of France"]
     # Untied LM head (saved, must be skipped) and a non-zero head bias: the hardest checkpoint for both routes.
@@ -148,7 +169,7 @@ def check(args) -> int:
         for route in args.route:
             start = time.perf_counter()
             try:
-                llm = make_llm(folder, route, args.max_model_len, "float32", enforce_eager=True, seed=0)
+                llm = make_llm(folder, route, args.max_model_len, "float32", max_pixels, enforce_eager=True, seed=0)
                 got_text, got_image = encode_queries(llm, processor, queries), encode_pages(llm, processor, pages)
                 served = torch.tensor([score_pages(llm, processor, q, pages) for q in queries])
             except Exception as error:  # report, then go on with the other route
@@ -164,6 +185,7 @@ def check(args) -> int:
             score_vs_encode = (served - scores).abs().max().item()
             text, image = max_abs_and_min_cos(got_text, ref_text), max_abs_and_min_cos(got_image, ref_image)
             rows.append((route, text, image, same_ranking, same_top1, score_vs_encode, seconds))
+            print(f"{route}: tokens per page {[t.shape[0] for t in got_image]}")
             for query, row in zip(queries, scores):
                 print(f"{route}: {query!r} -> pages {row.argsort(descending=True).tolist()}")
             if text[0] > args.tol:
@@ -176,6 +198,7 @@ def check(args) -> int:
                 failures.append(f"{route}: LLM.score differs from MaxSim of LLM.encode by {score_vs_encode:.3e}")
 
     print(f"\n{len(queries)} queries x {len(pages)} pages, fp32, tiny checkpoint with untied LM head and head bias")
+    print(f"visual-token budget {processor.max_num_visual_tokens} per page (vLLM max_pixels: {max_pixels or 'checkpoint default'})")
     header = (
         f"{'route':13} {'text max abs':>12} {'text min cos':>12} {'image max abs':>13} {'image min cos':>13} "
         f"{'same ranking':>12} {'same top-1':>10} {'score vs encode':>15} {'seconds':>7}"
@@ -206,6 +229,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--dtype", default="auto", help="vLLM dtype (default: the checkpoint's)")
     parser.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / compilation")
+    parser.add_argument(
+        "--max-visual-tokens", type=int, default=None,
+        help="visual tokens per page, on both sides (vLLM gets max_pixels = N * 32**2); default: the checkpoint's",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tol", type=float, default=1e-4, help="--check: max |diff| for exact outputs")
     parser.add_argument("--score-tol", type=float, default=1e-3, help="--check: LLM.score vs MaxSim of LLM.encode")

@@ -1,9 +1,14 @@
 """scripts/vllm_inputs.py builds the exact prompts vLLM needs; checked here without vLLM, against the processor."""
 
+import json
+import shlex
+import subprocess
+import sys
+
 import jinja2
 import pytest
 import torch
-from conftest import embed, kit
+from conftest import REPO_ROOT, embed
 from PIL import Image
 
 from vllm_inputs import IMAGE_TOKEN, PAGE_TEMPLATE, page_document, page_input, page_messages, query_input
@@ -59,3 +64,25 @@ def test_page_input_names_a_bad_image(processor):
         page_input(processor, "page.png")
     with pytest.raises(ValueError, match="0x5"):
         page_input(processor, Image.new("RGB", (0, 5)))
+
+
+@pytest.mark.parametrize("route", ["native", "transformers"])
+def test_launch_line(tmp_path, route):
+    template = tmp_path / "page.jinja"
+    command = [sys.executable, "scripts/vllm_client.py", "launch-line", "CKPT", "--route", route]
+    command += ["--template-file", str(template), "--max-pixels", "1310720", "--no-dtype"]
+    printed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    argv = shlex.split(printed)
+    flags = dict(zip(argv[3::2], argv[4::2]))
+    assert argv[:3] == ["vllm", "serve", "CKPT"]
+    assert flags["--runner"] == "pooling" and json.loads(flags["--pooler-config"]) == {"task": "token_embed"}
+    assert template.read_text() == PAGE_TEMPLATE and flags["--chat-template"] == str(template)
+    assert json.loads(flags["--mm-processor-kwargs"]) == {"max_pixels": 1310720}
+    assert json.loads(flags["--limit-mm-per-prompt"])["image"]["count"] == 1
+    backend = ("--trust-remote-code" in argv, "--hf-overrides" in argv)
+    if route == "transformers":
+        assert backend == (True, True)
+        hf_overrides = json.loads(argv[argv.index("--hf-overrides") + 1])
+        assert hf_overrides == {"architectures": ["TransformersMultiModalEmbeddingModel"]}
+    else:
+        assert backend == (False, False)

@@ -49,3 +49,13 @@ def test_offline_retrieval_refuses_then_serves_a_biased_checkpoint(tmp_path):
     hits = re.findall(r"^\s+\d\.\s+(\S+) \(LLM\.score\s+(\S+)\)\s+(\S+)$", output, flags=re.M)
     assert len(hits) == 2, output[-3000:]
     assert all(abs(float(a) - float(b)) < 1e-2 for a, b, _ in hits)  # printed with 3 decimals
+
+
+def test_max_pixels_in_vllm_matches_the_processor_budget():
+    """`mm_processor_kwargs={"max_pixels": N * 32**2}` in vLLM == `max_num_visual_tokens=N` in Transformers."""
+    status, output = run_offline("--check", "--route", "native", "--max-visual-tokens", "16")
+    assert status == 0, output[-6000:]
+    tokens = re.search(r"^native: tokens per page \[([\d, ]+)\]", output, flags=re.M)
+    assert tokens, output[-3000:]
+    # 16 visual tokens + the 11 text tokens of the page prompt (the default budget gives 64 + 11 on these pages)
+    assert {int(n) for n in tokens.group(1).split(",")} == {16 + 11}
