@@ -28,6 +28,11 @@ run_tier() {  # run_tier TIER PYTEST_ARGS...: exit code 5 (no tests collected) c
   local tier=$1; shift
   ensure_venv "$tier"
   echo "== tier $tier: $(".venvs/$tier/bin/python" -c 'import transformers, torch; print("transformers", transformers.__version__, "torch", torch.__version__)')"
+  if [ "$tier" = vllm ] && ! ".venvs/vllm/bin/python" -c "import vllm" >/dev/null 2>&1; then
+    # tests/vllm skip when vLLM is absent; in its own tier that would hide a broken environment
+    echo "tier vllm: vllm does not import in .venvs/vllm:"; ".venvs/vllm/bin/python" -c "import vllm" 2>&1 | tail -3
+    return 1
+  fi
   local status=0
   HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error PYTHONPATH="$ROOT" ".venvs/$tier/bin/python" -m pytest -p no:cacheprovider \
     -q -rs --junitxml="out/junit-$tier.xml" "$@" || status=$?

@@ -172,56 +172,6 @@ def test_works_without_torchvision(processor):
 
 
 # ----- MaxSim -----
-def maxsim_float64(queries, docs):
-    scores = torch.zeros(len(queries), len(docs), dtype=torch.float64)
-    for i, q in enumerate(queries):
-        for j, d in enumerate(docs):
-            scores[i, j] = (q.double() @ d.double().T).max(dim=1).values.sum()
-    return scores
-
-
-def test_score_multi_vector_matches_float64_brute_force(processor):
-    generator = torch.Generator().manual_seed(0)
-    queries = [torch.nn.functional.normalize(torch.randn(n, 16, generator=generator), dim=-1) for n in (3, 7, 1)]
-    docs = [torch.nn.functional.normalize(torch.randn(n, 16, generator=generator), dim=-1) for n in (5, 40, 2, 9)]
-    expected = maxsim_float64(queries, docs)
-    for batch_size in (1, 3, 128):
-        got = processor.score_multi_vector(queries, docs, batch_size=batch_size)
-        assert got.shape == (3, 4) and got.dtype == torch.float32
-        assert (got.double() - expected).abs().max().item() < 1e-5
-
-
-def test_padded_tensors_score_like_ragged_lists(model, processor, pages):
-    """Padding rows must not win the max (a zero row beats an all-negative row) nor add to the sum."""
-    query_batch = processor.process_queries(["revenue", "what is the capital of france"])
-    page_batch = processor.process_images([pages[0], pages[1].resize((200, 200))])
-    q, p = embed(model, query_batch), embed(model, page_batch)
-    ragged_q = [q[i][query_batch["attention_mask"][i].bool()] for i in range(2)]
-    ragged_p = [p[i][page_batch["attention_mask"][i].bool()] for i in range(2)]
-    expected = maxsim_float64(ragged_q, ragged_p)
-    assert (processor.score_multi_vector(q, p).double() - expected).abs().max().item() < 1e-5
-    assert (processor.score_multi_vector(ragged_q, ragged_p).double() - expected).abs().max().item() < 1e-5
-
-
-def test_hand_computed_maxsim(processor):
-    query = [torch.tensor([[1.0, 0.0], [0.0, 1.0]])]
-    page = [torch.tensor([[0.6, 0.8], [-1.0, 0.0]])]  # maxima 0.6 and 0.8
-    assert processor.score_multi_vector(query, page).item() == pytest.approx(1.4)
-    negative_page = torch.tensor([[[-0.6, -0.8], [0.0, 0.0]]])  # second row is padding
-    assert processor.score_multi_vector(query, negative_page).item() == pytest.approx(-1.4)
-
-
-def test_score_multi_vector_rejects_bad_input(processor):
-    with pytest.raises(ValueError, match="empty"):
-        processor.score_multi_vector([], [torch.ones(2, 4)])
-    with pytest.raises(ValueError, match="dim"):
-        processor.score_multi_vector([torch.ones(2, 4)], [torch.ones(2, 5)])
-    with pytest.raises(ValueError, match="NaN"):
-        processor.score_multi_vector([torch.full((2, 4), float("nan"))], [torch.ones(2, 4)])
-    with pytest.raises(TypeError):
-        processor.score_multi_vector([[1.0, 2.0]], [torch.ones(2, 4)])
-
-
 def test_processor_requires_both_parts():
     with pytest.raises(ValueError, match="image_processor"):
         ColQwen3Processor(image_processor=None, tokenizer=None)

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, kit
 
 
 def run_script(*args, cwd=REPO_ROOT):
@@ -25,7 +25,25 @@ def test_retrieval_cli_ranks_sample_pages_offline(tmp_path):
         block = out.split(f"query: {query}\n")[1].split("\n\n")[0].splitlines()
         assert len(block) == 2 and block[0].lstrip().startswith("1.") and block[1].lstrip().startswith("2.")
     assert "appendix.pdf#page=" in out or "appendix.pdf" not in out  # PDF pages are named per page
-    assert "embedded 6 pages and 2 queries" in out and "scores are finite: True" in out
+    assert "indexed 6 pages" in out and "6 pages, 2 queries" in out and "scores are finite: True" in out
+
+
+def test_retrieval_cli_reuses_its_index(tmp_path, tomoro_checkpoint):
+    pages = tmp_path / "pages"
+    run_script("scripts/make_sample_pages.py", str(pages))
+    index = tmp_path / "index.safetensors"
+    common = ["scripts/retrieve.py", "--model", str(tomoro_checkpoint), "--index", str(index), "--query", "total due"]
+    built = run_script(*common, "--pages", str(pages))
+    reused = run_script(*common)  # no --pages: nothing is embedded again
+    assert "indexed 6 pages" in built and f"searching {index}: 6 pages" in reused
+    ranking = lambda out: out.split("query: total due\n")[1].split("\n\n")[0]  # noqa: E731
+    assert ranking(built) == ranking(reused)
+    other_model = kit.write_checkpoint(tmp_path / "other")
+    other = subprocess.run(
+        [sys.executable, "scripts/retrieve.py", "--model", str(other_model), "--index", str(index), "--query", "q"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert other.returncode != 0 and "--reindex" in other.stderr, other.stderr[-2000:]
 
 
 def test_retrieval_cli_rejects_an_empty_folder(tmp_path):
