@@ -79,9 +79,13 @@ def _as_token_list(embeddings, mask: Optional[torch.Tensor], name: str) -> list[
             raise ValueError(f"`{name}[{index}]` has no real tokens to score (empty, or all padding).")
         if not item.is_floating_point():
             raise TypeError(f"`{name}[{index}]` must be a floating-point tensor, got {item.dtype}.")
+    return items
+
+
+def _raise_on_non_finite(items: list[torch.Tensor], name: str) -> None:
+    for index, item in enumerate(items):
         if not torch.isfinite(item).all():
             raise ValueError(f"`{name}[{index}]` contains NaN or infinite values.")
-    return items
 
 
 def _query_blocks(queries: list[torch.Tensor], max_tokens: int, dtype: torch.dtype, device: torch.device):
@@ -319,7 +323,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
         device: Optional[Union[str, torch.device]] = None,
         query_mask: Optional[torch.Tensor] = None,
         page_mask: Optional[torch.Tensor] = None,
-        chunk_tokens: int = 16384,
+        chunk_tokens: int = 4096,
         query_chunk_tokens: int = 2048,
     ) -> torch.Tensor:
         r"""
@@ -362,7 +366,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
                 # block: [b, L, d], each page padded with copies of its own first token, so no mask is needed.
                 if fast_bf16:
                     sims = query_tokens.to(torch.bfloat16) @ block.flatten(0, 1).T  # [q, b * L]
-                    best = sims.view(len(query_tokens), *block.shape[:2]).argmax(-1)  # [q, b]
+                    best = sims.view(len(query_tokens), *block.shape[:2]).max(-1).indices  # [q, b]; faster than argmax
                     winners = block[torch.arange(block.shape[0], device=device), best]  # [q, b, d]
                     best_sims = torch.einsum("qbd,qd->qb", winners.to(score_dtype), query_tokens)
                 else:
@@ -371,4 +375,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
                 per_query = torch.zeros(len(query_ids), len(page_ids), dtype=score_dtype, device=device)
                 per_query.index_add_(0, owner, best_sims)
                 scores[query_ids[:, None], page_ids[None, :]] = per_query
+        if not torch.isfinite(scores).all():  # checked once here rather than by an extra pass over the corpus
+            _raise_on_non_finite(queries, "qs")
+            _raise_on_non_finite(pages, "ps")
         return scores.float().cpu()
