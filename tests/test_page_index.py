@@ -71,3 +71,20 @@ def test_bad_input_is_named(tmp_path, corpus):
     save_file({"x": torch.zeros(1)}, str(other))
     with pytest.raises(ValueError, match="not a ColQwen3 page index"):
         PageIndex(other)
+
+
+@pytest.mark.parametrize("dtype, pool_factor", [("int8", 1), ("binary", 1), ("bfloat16", 2), ("int8", 3)])
+def test_compact_indexes_score_their_stored_values_exactly(tmp_path, corpus, dtype, pool_factor):
+    """What is searched is exactly what compact_storage stores (decoded), scored by the float64 definition."""
+    from compact_storage import decode_tokens, encode_tokens, pool_tokens
+
+    vectors, names = corpus
+    path = write_index(tmp_path / "i.safetensors", vectors, names, model="m", dtype=dtype, pool_factor=pool_factor)
+    stored = [pool_tokens(v, pool_factor) for v in vectors]
+    stored = [decode_tokens(encode_tokens(v, dtype), dtype) if dtype != "bfloat16" else v.bfloat16() for v in stored]
+    queries = random_vectors((4, 9), dim=16, seed=3)
+    expected = maxsim_float64(queries, stored)
+    scores, pages = PageIndex(path).search(queries, top_k=4)
+    assert (scores.double() - expected.topk(4, dim=1).values).abs().max().item() < (2e-2 if dtype == "bfloat16" else 1e-5)
+    full_bytes = sum(v.numel() * 2 for v in vectors)
+    assert path.stat().st_size < full_bytes  # smaller than bf16 pages
