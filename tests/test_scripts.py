@@ -52,3 +52,9 @@ def test_retrieval_cli_rejects_an_empty_folder(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0 and "no PNG, JPEG or PDF pages" in result.stderr
+
+
+def test_storage_benchmark_runs_and_checks_itself():
+    out = run_script("scripts/bench_storage.py", "--pages", "8", "--queries", "4", "--threads", "1")
+    rows = [line for line in out.splitlines() if line.startswith("pool ")]
+    assert len(rows) == 10 and "check: float32 identical to reference: ok" in out
