@@ -118,22 +118,19 @@ def _tensor(item: dict) -> torch.Tensor:
     return torch.tensor(item["data"], dtype=torch.float32)
 
 
+def _pooling(base_url: str, model: str, request: dict) -> torch.Tensor:
+    body = {"model": model, "task": "token_embed", **request}
+    return _tensor(_post(base_url, "/pooling", body)["data"][0])
+
+
 def embed_queries(base_url: str, model: str, processor, queries) -> list[torch.Tensor]:
     """Per-token query embeddings [tokens, dim], one request per query (trained query format)."""
-    out = []
-    for query in queries:
-        body = {"model": model, "input": query_input(processor, query), "task": "token_embed"}
-        out.append(_tensor(_post(base_url, "/pooling", body)["data"][0]))
-    return out
+    return [_pooling(base_url, model, {"input": query_input(processor, query)}) for query in queries]
 
 
 def embed_pages(base_url: str, model: str, processor, images) -> list[torch.Tensor]:
     """Per-token page embeddings [tokens, dim], one chat request per page."""
-    out = []
-    for image in images:
-        body = {"model": model, "messages": page_messages(processor, image), "task": "token_embed"}
-        out.append(_tensor(_post(base_url, "/pooling", body)["data"][0]))
-    return out
+    return [_pooling(base_url, model, {"messages": page_messages(processor, image)}) for image in images]
 
 
 def score_pages(base_url: str, model: str, processor, query: str, images, timeout: float = 300.0) -> list[float]:

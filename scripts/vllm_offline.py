@@ -135,17 +135,10 @@ def retrieve(args) -> int:
 
 
 # ----- --check: tiny checkpoint, every output against Transformers -----
-def max_abs_and_min_cos(got: list, ref: list) -> tuple[float, float]:
-    if len(got) != len(ref) or any(a.shape != b.shape for a, b in zip(got, ref)):
-        return float("inf"), -1.0
-    max_abs = max((a - b).abs().max().item() for a, b in zip(got, ref))
-    min_cos = min(torch.nn.functional.cosine_similarity(a, b, dim=-1).min().item() for a, b in zip(got, ref))
-    return max_abs, min_cos
-
-
 def check(args) -> int:
     from tiny_colqwen3 import SAMPLE_PAGES, build_model, build_processor, make_page, tiny_config, write_checkpoint
     from vllm_export import prepare_for_vllm_native
+    from vllm_parity import compare
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     processor = build_processor()
@@ -183,7 +176,10 @@ def check(args) -> int:
             same_ranking = int((scores.argsort(-1) == ref_scores.argsort(-1)).all(-1).sum())
             same_top1 = int((scores.argmax(-1) == ref_scores.argmax(-1)).sum())
             score_vs_encode = (served - scores).abs().max().item()
-            text, image = max_abs_and_min_cos(got_text, ref_text), max_abs_and_min_cos(got_image, ref_image)
+            text, image = (
+                (result["max_abs"], result["min_cos"])
+                for result in (compare(got_text, ref_text), compare(got_image, ref_image))
+            )
             rows.append((route, text, image, same_ranking, same_top1, score_vs_encode, seconds))
             print(f"{route}: tokens per page {[t.shape[0] for t in got_image]}")
             for query, row in zip(queries, scores):
