@@ -27,9 +27,19 @@ try:
     from .configuration_colqwen3 import ColQwen3Config
 except ImportError:  # imported as a plain module (tests, scripts) rather than as a Hub package
     from configuration_colqwen3 import ColQwen3Config
+try:
+    from .scoring_colqwen3 import SINGLE_VECTOR_STRATEGIES, pool_single_vector
+except ImportError:
+    from scoring_colqwen3 import SINGLE_VECTOR_STRATEGIES, pool_single_vector
 
 
-__all__ = ["ColQwen3", "ColQwen3ForRetrievalOutput", "ColQwen3PreTrainedModel", "pool_single_vector"]
+__all__ = [
+    "SINGLE_VECTOR_STRATEGIES",
+    "ColQwen3",
+    "ColQwen3ForRetrievalOutput",
+    "ColQwen3PreTrainedModel",
+    "pool_single_vector",
+]
 
 logger = logging.get_logger(__name__)
 
@@ -76,52 +86,6 @@ if WeightRenaming is not None:
         [_LoadOnlyRenaming(source, target) for source, target in CHECKPOINT_KEY_MAPPING.items()],
         overwrite=True,
     )
-
-
-SINGLE_VECTOR_STRATEGIES = ("mean", "max", "first", "last")
-
-
-def pool_single_vector(
-    embeddings: torch.Tensor, attention_mask: Optional[torch.Tensor] = None, strategy: str = "mean"
-) -> torch.Tensor:
-    """
-    One L2-normalised vector per input from ColQwen3's per-token embeddings, for a plain vector index.
-
-    Args:
-        embeddings (`torch.Tensor` of shape `(batch_size, sequence_length, embed_dim)`): `ColQwen3(...).embeddings`.
-        attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*): 1 on real tokens.
-            Without it, real tokens are the non-zero rows (the model writes exact zeros at padding).
-        strategy (`str`): over the real tokens only, whatever the padding side:
-            `"mean"` (average), `"max"` (per-dimension maximum), `"first"` (the first real token, CLS-style) or
-            `"last"` (the last real token, the usual choice for a causal backbone).
-
-    Returns:
-        `torch.Tensor` of shape `(batch_size, embed_dim)`, float32, unit norm.
-    """
-    if strategy not in SINGLE_VECTOR_STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {SINGLE_VECTOR_STRATEGIES}, got {strategy!r}.")
-    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 3:
-        shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
-        raise ValueError(f"`embeddings` must be a (batch, tokens, dim) tensor, got {shape}.")
-    mask = embeddings.ne(0).any(-1) if attention_mask is None else attention_mask.to(embeddings.device).bool()
-    if mask.shape != embeddings.shape[:2]:
-        raise ValueError(f"`attention_mask` has shape {tuple(mask.shape)}, expected {tuple(embeddings.shape[:2])}.")
-    empty = (~mask.any(-1)).nonzero().flatten().tolist()
-    if empty:
-        raise ValueError(f"Inputs {empty} have no real tokens to pool.")
-    vectors = embeddings.float()
-    if strategy == "mean":
-        pooled = (vectors * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-    elif strategy == "max":
-        pooled = vectors.masked_fill(~mask[..., None], float("-inf")).amax(1)
-    else:
-        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-        if strategy == "first":
-            index = positions.masked_fill(~mask, mask.shape[1]).amin(1)
-        else:
-            index = positions.masked_fill(~mask, -1).amax(1)
-        pooled = vectors[torch.arange(len(vectors), device=vectors.device), index]
-    return nn.functional.normalize(pooled, dim=-1, eps=1e-12)
 
 
 def _none_if_empty(grid_thw: Optional[torch.Tensor]) -> Optional[torch.Tensor]:

@@ -11,7 +11,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ColQwen3 processor: the page and query formats the checkpoints were trained with, and MaxSim scoring."""
+"""ColQwen3 processor: the page and query formats the checkpoints were trained with; MaxSim comes from scoring."""
 
 import re
 from typing import Optional, Union
@@ -26,6 +26,11 @@ try:  # transformers >= 5 (PIL backend; works without torchvision)
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 except ImportError:  # transformers 4.57
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+try:
+    from .scoring_colqwen3 import score_multi_vector
+except ImportError:  # imported as a plain module (tests, the toolkit) rather than as a Hub package
+    from scoring_colqwen3 import score_multi_vector
 
 
 __all__ = ["ColQwen3Processor"]
@@ -48,82 +53,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(paper, rgba).convert("RGB")
     return image.convert("RGB") if image.mode != "RGB" else image
-
-
-def _as_token_list(embeddings, mask: Optional[torch.Tensor], name: str) -> list[torch.Tensor]:
-    """Ragged list or padded tensor (+ optional mask) -> one `[real tokens, dim]` tensor per item (views if possible)."""
-    if isinstance(embeddings, torch.Tensor):
-        if embeddings.dim() != 3:
-            raise ValueError(f"`{name}` must be a [batch, tokens, dim] tensor, got shape {tuple(embeddings.shape)}.")
-        if mask is None:
-            mask = embeddings.ne(0).any(-1)  # the model writes exact zeros at padding
-        elif mask.shape != embeddings.shape[:2]:
-            raise ValueError(f"`{name}` mask has shape {tuple(mask.shape)}, expected {tuple(embeddings.shape[:2])}.")
-        mask = mask.bool().cpu()
-        items = []
-        for row, row_mask in zip(embeddings, mask):
-            real = torch.nonzero(row_mask).flatten()
-            contiguous = len(real) > 0 and real[-1] - real[0] + 1 == len(real)
-            items.append(row[real[0] : real[-1] + 1] if contiguous else row[row_mask.to(row.device)])
-    else:
-        if mask is not None:
-            raise ValueError(f"`{name}` is a ragged list: it has no padding, so it takes no mask.")
-        items = ColQwen3Processor._check_batch(embeddings, name, torch.Tensor, "[tokens, dim] tensors")
-        for index, item in enumerate(items):
-            if item.dim() != 2:
-                raise ValueError(f"`{name}[{index}]` must be [tokens, dim], got shape {tuple(item.shape)}.")
-    if not items:
-        raise ValueError(f"`{name}` is empty.")
-    for index, item in enumerate(items):
-        if item.shape[0] == 0:
-            raise ValueError(f"`{name}[{index}]` has no real tokens to score (empty, or all padding).")
-        if not item.is_floating_point():
-            raise TypeError(f"`{name}[{index}]` must be a floating-point tensor, got {item.dtype}.")
-    return items
-
-
-def _raise_on_non_finite(items: list[torch.Tensor], name: str) -> None:
-    for index, item in enumerate(items):
-        if not torch.isfinite(item).all():
-            raise ValueError(f"`{name}[{index}]` contains NaN or infinite values.")
-
-
-def _query_blocks(queries: list[torch.Tensor], max_tokens: int, dtype: torch.dtype, device: torch.device):
-    """Groups of whole queries with at most `max_tokens` tokens (one query may exceed it alone):
-    (query indices, their tokens concatenated `[q, d]`, the block-local query owning each token `[q]`)."""
-    start = 0
-    while start < len(queries):
-        end, total = start + 1, queries[start].shape[0]
-        while end < len(queries) and total + queries[end].shape[0] <= max_tokens:
-            total += queries[end].shape[0]
-            end += 1
-        lengths = torch.tensor([q.shape[0] for q in queries[start:end]], device=device)
-        tokens = torch.cat([q.to(device=device, dtype=dtype) for q in queries[start:end]])
-        owner = torch.repeat_interleave(torch.arange(end - start, device=device), lengths)
-        yield torch.arange(start, end, device=device), tokens, owner
-        start = end
-
-
-def _page_blocks(pages: list[torch.Tensor], max_pages: int, max_tokens: int, dtype: torch.dtype, device: torch.device):
-    """Pages in order of length, in blocks of at most `max_pages` pages and about `max_tokens` padded tokens:
-    (page indices, `[b, L, d]` block). Each page is padded to the block's longest page with copies of its own first
-    token: a duplicate never changes a max, so no mask or -inf fill is needed, and sorting keeps padding small."""
-    lengths = torch.tensor([p.shape[0] for p in pages])
-    order = torch.argsort(lengths, stable=True).tolist()
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and end - start < max_pages and (end - start + 1) * lengths[order[end]] <= max_tokens:
-            end += 1
-        ids = order[start:end]
-        width = int(lengths[ids[-1]])
-        block = torch.empty(len(ids), width, pages[0].shape[-1], dtype=dtype, device=device)
-        for row, index in enumerate(ids):
-            page = pages[index]
-            block[row, : page.shape[0]] = page
-            block[row, page.shape[0] :] = page[:1]
-        yield torch.tensor(ids, device=device), block
-        start = end
 
 
 class ColQwen3Processor(Qwen3VLProcessor):
@@ -326,57 +255,14 @@ class ColQwen3Processor(Qwen3VLProcessor):
         chunk_tokens: int = 4096,
         query_chunk_tokens: int = 2048,
     ) -> torch.Tensor:
-        r"""
-        Exact MaxSim late-interaction scores, `[n_queries, n_pages]` float32 on CPU:
-        `scores[i, j] = sum over the real tokens q of query i of max over the real tokens p of page j of <q, p>`.
-
-        Args:
-            qs, ps: ragged lists of `[tokens, dim]` tensors, or padded `[n, tokens, dim]` tensors. Padding is found
-                from `query_mask` / `page_mask` (`[n, tokens]`, true on real tokens) or, without a mask, from all-zero
-                rows (what `ColQwen3` writes at padding). Padding never wins a max and adds nothing to a sum.
-            batch_size: at most this many pages per block.
-            device: where to compute (default: where `ps` lives). Nothing moves to a GPU unless you say so.
-            chunk_tokens, query_chunk_tokens: page and query tokens per block; peak extra memory is about
-                `chunk_tokens * (query_chunk_tokens + dim) * 4` bytes, whatever the corpus size.
-
-        float32 (and float64) inputs are scored in their precision. bfloat16 pages are scored in two passes: a
-        bfloat16 matrix product finds each query token's best page token, then that token is re-scored exactly in
-        float32 against the full-precision query; a score can only differ from the float32 score of the same values
-        where two page tokens tie to within bfloat16 rounding, and only downwards (measured max 2.6e-3 on scores of ~8
-        for 16 queries x 1000 pages, see scripts/bench_scoring.py).
-        float16 pages are upcast to float32.
-        """
-        for name, value in (("batch_size", batch_size), ("chunk_tokens", chunk_tokens), ("query_chunk_tokens", query_chunk_tokens)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        queries = _as_token_list(qs, query_mask, "qs")
-        pages = _as_token_list(ps, page_mask, "ps")
-        dims = {item.shape[-1] for item in queries} | {item.shape[-1] for item in pages}
-        if len(dims) != 1:
-            raise ValueError(f"Query and page embeddings must share one dim, got dims {sorted(dims)}.")
-        device = torch.device(device) if device is not None else pages[0].device
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"`device` is {device}, but CUDA is not available.")
-        score_dtype = torch.float64 if any(t.dtype == torch.float64 for t in queries + pages) else torch.float32
-        fast_bf16 = all(t.dtype == torch.bfloat16 for t in pages) and score_dtype == torch.float32
-        block_dtype = torch.bfloat16 if fast_bf16 else score_dtype
-
-        scores = torch.zeros(len(queries), len(pages), dtype=score_dtype, device=device)
-        for query_ids, query_tokens, owner in _query_blocks(queries, query_chunk_tokens, score_dtype, device):
-            for page_ids, block in _page_blocks(pages, batch_size, chunk_tokens, block_dtype, device):
-                # block: [b, L, d], each page padded with copies of its own first token, so no mask is needed.
-                if fast_bf16:
-                    sims = query_tokens.to(torch.bfloat16) @ block.flatten(0, 1).T  # [q, b * L]
-                    best = sims.view(len(query_tokens), *block.shape[:2]).max(-1).indices  # [q, b]; faster than argmax
-                    winners = block[torch.arange(block.shape[0], device=device), best]  # [q, b, d]
-                    best_sims = torch.einsum("qbd,qd->qb", winners.to(score_dtype), query_tokens)
-                else:
-                    sims = query_tokens @ block.flatten(0, 1).T  # [q, b * L]
-                    best_sims = sims.view(len(query_tokens), *block.shape[:2]).amax(-1)  # [q, b]
-                per_query = torch.zeros(len(query_ids), len(page_ids), dtype=score_dtype, device=device)
-                per_query.index_add_(0, owner, best_sims)
-                scores[query_ids[:, None], page_ids[None, :]] = per_query
-        if not torch.isfinite(scores).all():  # checked once here rather than by an extra pass over the corpus
-            _raise_on_non_finite(queries, "qs")
-            _raise_on_non_finite(pages, "ps")
-        return scores.float().cpu()
+        """Exact MaxSim scores `[n_queries, n_pages]` (float32, CPU): see `scoring_colqwen3.score_multi_vector`."""
+        return score_multi_vector(
+            qs,
+            ps,
+            batch_size=batch_size,
+            device=device,
+            query_mask=query_mask,
+            page_mask=page_mask,
+            chunk_tokens=chunk_tokens,
+            query_chunk_tokens=query_chunk_tokens,
+        )

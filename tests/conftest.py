@@ -1,39 +1,30 @@
-"""Shared fixtures: every test builds its tiny model, tokenizer and images offline through scripts/tiny_colqwen3.py."""
+"""Session fixtures: every test builds its tiny model, tokenizer and images offline through `colqwen3.testing`.
 
-import sys
-from pathlib import Path
+Helpers live in the package (`colqwen3.testing.tiny`, `.pages`, `.references`); tests import them from there, never
+from this file or from another test module.
+"""
 
 import pytest
-import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-for path in (REPO_ROOT, REPO_ROOT / "scripts"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-import tiny_colqwen3 as kit  # noqa: E402
+from colqwen3.testing import tiny
+from colqwen3.testing.pages import sample_pages
 
 
 @pytest.fixture(scope="session")
 def processor():
-    return kit.build_processor()
+    return tiny.build_processor()
 
 
 @pytest.fixture(scope="session")
 def model():
-    return kit.build_model(seed=0)
+    return tiny.build_model(seed=0)
 
 
 @pytest.fixture(scope="session")
 def pages():
-    return [kit.make_page(lines, seed=i) for i, lines in enumerate(kit.SAMPLE_PAGES.values())]
+    return sample_pages()
 
 
 @pytest.fixture(scope="session")
 def tomoro_checkpoint(tmp_path_factory, model):
-    return kit.write_checkpoint(tmp_path_factory.mktemp("tomoro"), layout="tomoro", model=model)
-
-
-def embed(model, batch):
-    with torch.no_grad():
-        return model(**batch).embeddings
+    return tiny.write_checkpoint(tmp_path_factory.mktemp("tomoro"), layout="tomoro", model=model)

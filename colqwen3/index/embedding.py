@@ -1,0 +1,77 @@
+"""Load a ColQwen3 checkpoint for embedding and turn processor batches into per-item token vectors."""
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+import transformers
+
+IS_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[str] = None):
+    """`(model_id, model, processor)` for a checkpoint folder or Hub id, bf16 + FlashAttention 2 on CUDA when present.
+
+    `model_id=None` builds a tiny checkpoint with RANDOM weights offline (the pipeline is real, rankings are not) and
+    returns its folder as the id.
+    """
+    from transformers import AutoModel, AutoProcessor
+
+    if model_id is None:
+        from colqwen3.testing.tiny import write_checkpoint
+
+        print("No --model given: building a tiny checkpoint with RANDOM weights offline; rankings are meaningless.",
+              file=sys.stderr)
+        model_id = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="colqwen3-tiny-")) / "ckpt"))
+    on_cuda = device.startswith("cuda")
+    kwargs = {"trust_remote_code": True, "dtype" if IS_TRANSFORMERS_5 else "torch_dtype": (
+        torch.bfloat16 if on_cuda else torch.float32
+    )}
+    if on_cuda:
+        kwargs["attn_implementation"] = "flash_attention_2" if _has_flash_attn() else "sdpa"
+    if revision:
+        kwargs["revision"] = revision
+    model = AutoModel.from_pretrained(model_id, **kwargs).to(device).eval()
+    processor = AutoProcessor.from_pretrained(model_id, trust_remote_code=True, revision=revision)
+    return model_id, model, processor
+
+
+def _has_flash_attn() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def embed_batches(model, batches, device: str = "cpu", description: str = "batches") -> list[torch.Tensor]:
+    """One `[tokens, dim]` float32 CPU tensor per input (padding dropped); a progress bar on stderr for long runs."""
+    from tqdm.auto import tqdm
+
+    vectors = []
+    for batch in tqdm(batches, desc=description, unit="batch", disable=len(batches) < 3, file=sys.stderr):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.inference_mode():
+            out = model(**batch).embeddings
+        mask = batch["attention_mask"].bool()
+        vectors.extend(out[i][mask[i]].float().cpu() for i in range(out.shape[0]))
+    return vectors
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """`items` in consecutive runs of at most `size`."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def embed_pages(model, processor, images, batch_size: int = 4, device: str = "cpu") -> list[torch.Tensor]:
+    """Page images -> one `[tokens, dim]` tensor each, through `processor.process_images`."""
+    batches = [processor.process_images(chunk) for chunk in chunks(list(images), batch_size)]
+    return embed_batches(model, batches, device, "pages")
+
+
+def embed_queries(model, processor, queries, batch_size: int = 4, device: str = "cpu") -> list[torch.Tensor]:
+    """Query strings -> one `[tokens, dim]` tensor each, through `processor.process_queries`."""
+    batches = [processor.process_queries(chunk) for chunk in chunks(list(queries), batch_size)]
+    return embed_batches(model, batches, device, "queries")

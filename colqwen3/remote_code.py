@@ -1,0 +1,42 @@
+"""The files that make a ColQwen3 checkpoint loadable with `trust_remote_code`: one list, used everywhere.
+
+Adding a remote-code file means adding it to `REMOTE_CODE_FILES` (and to `py-modules` in pyproject.toml).
+"""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+# Python modules copied into every checkpoint folder; transformers follows their relative imports.
+REMOTE_CODE_FILES = (
+    "configuration_colqwen3.py",
+    "modeling_colqwen3.py",
+    "processing_colqwen3.py",
+    "scoring_colqwen3.py",
+)
+# config.json's `auto_map`: which class each Auto class builds.
+AUTO_MAP = {
+    "AutoConfig": "configuration_colqwen3.ColQwen3Config",
+    "AutoModel": "modeling_colqwen3.ColQwen3",
+    "AutoProcessor": "processing_colqwen3.ColQwen3Processor",
+}
+# Configuration files a complete checkpoint carries beside its weights and tokenizer.
+CONFIG_FILES = ("config.json", "preprocessor_config.json", "processor_config.json")
+
+
+def remote_code_dir() -> Path:
+    """Where the remote-code modules of this installation live (the repository root in an editable install)."""
+    spec = importlib.util.find_spec("modeling_colqwen3")
+    if spec is None or spec.origin is None:
+        raise ImportError("modeling_colqwen3 is not importable: install the colqwen3 package (pip install -e .).")
+    return Path(spec.origin).parent
+
+
+def copy_remote_code(folder) -> list[Path]:
+    """Copy every file of `REMOTE_CODE_FILES` into `folder`; returns the written paths."""
+    source, folder = remote_code_dir(), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in REMOTE_CODE_FILES:
+        written.append(Path(shutil.copy(source / name, folder / name)))
+    return written

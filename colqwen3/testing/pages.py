@@ -1,0 +1,50 @@
+"""Sample document pages drawn offline: four PNG pages and a two-page PDF, for the demo, tests and the vLLM harness."""
+
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageDraw
+
+SAMPLE_PAGES = {
+    "invoice.png": ["INVOICE 2026-114", "Item: solar panel x3", "Total due: 1,240 EUR", "Due date: 30 Dec 2026"],
+    "revenue_report.png": ["Q3 REVENUE REPORT", "Revenue grew 12%", "Operating costs fell 4%", "Outlook: stable"],
+    "paris_slide.png": ["GEOGRAPHY QUIZ", "Capital of France?", "Answer: Paris", "Population 2.1M"],
+    "attention_figure.png": ["FIGURE 2", "Attention map over", "a scanned page", "of a technical report"],
+}
+
+
+def make_page(lines, size=(600, 800), seed: int = 0) -> Image.Image:
+    """A white page with a title bar, text lines and a few boxes: structured like a document, made offline."""
+    generator = torch.Generator().manual_seed(seed)
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    width, height = size
+    draw.rectangle([0, 0, width, height // 10], fill=(30, 60, 120))
+    for index, line in enumerate(lines):
+        y = height // 10 + 20 + index * (height // 12)
+        draw.text((30, y), line, fill=(0, 0, 0) if index else (200, 30, 30))
+    for _ in range(3):
+        x0, y0 = (torch.randint(20, width // 2, (1,), generator=generator).item() for _ in range(2))
+        box_colour = tuple(torch.randint(0, 255, (3,), generator=generator).tolist())
+        draw.rectangle([x0, y0 + height // 2, x0 + width // 3, y0 + height // 2 + 40], outline=box_colour, width=3)
+    return page
+
+
+def sample_pages() -> list[Image.Image]:
+    """The sample pages as images, in `SAMPLE_PAGES` order (the same images `write_sample_pages` saves)."""
+    return [make_page(lines, seed=seed) for seed, lines in enumerate(SAMPLE_PAGES.values())]
+
+
+def write_sample_pages(folder, with_pdf: bool = True) -> list[Path]:
+    """Save the sample pages as PNG files in `folder` (and `appendix.pdf`, two pages, unless `with_pdf=False`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, page in zip(SAMPLE_PAGES, sample_pages()):
+        page.save(folder / name)
+        paths.append(folder / name)
+    if with_pdf:
+        first, *rest = [make_page(["APPENDIX A", "Raw survey data", f"Table {i}"], seed=10 + i) for i in (1, 2)]
+        first.save(folder / "appendix.pdf", save_all=True, append_images=rest, resolution=72)
+        paths.append(folder / "appendix.pdf")
+    return paths

@@ -1,0 +1,54 @@
+"""Independent reference computations that tests and benchmarks check the fast code against.
+
+Written for clarity, not speed: float64, one pair at a time, no shared code with `scoring_colqwen3`.
+"""
+
+from typing import Optional
+
+import torch
+
+
+def maxsim_float64(queries: list[torch.Tensor], pages: list[torch.Tensor]) -> torch.Tensor:
+    """MaxSim by its definition, one (query, page) pair at a time in float64: `[n_queries, n_pages]` float64."""
+    scores = torch.zeros(len(queries), len(pages), dtype=torch.float64)
+    for i, query in enumerate(queries):
+        for j, page in enumerate(pages):
+            scores[i, j] = (query.double() @ page.double().T).max(dim=1).values.sum()
+    return scores
+
+
+def random_unit_vectors(lengths, dim: int = 16, seed: int = 0, sign: Optional[int] = None) -> list[torch.Tensor]:
+    """One `[n, dim]` float32 tensor of unit vectors per entry of `lengths`, seeded.
+
+    `sign=+1` / `-1` makes every component positive / negative, so similarities across the two signs are all < 0.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    vectors = [torch.randn(n, dim, generator=generator) for n in lengths]
+    if sign is not None:
+        vectors = [sign * v.abs() for v in vectors]
+    return [torch.nn.functional.normalize(v, dim=-1) for v in vectors]
+
+
+def pad(items: list[torch.Tensor], side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad `[n_i, dim]` tensors to `[len(items), max n_i, dim]` on `side`; returns (padded, bool mask of real rows)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"`side` must be 'left' or 'right', got {side!r}.")
+    width = max(item.shape[0] for item in items)
+    padded = torch.zeros(len(items), width, items[0].shape[1], dtype=items[0].dtype)
+    mask = torch.zeros(len(items), width, dtype=torch.bool)
+    for row, item in enumerate(items):
+        span = slice(width - item.shape[0], width) if side == "left" else slice(0, item.shape[0])
+        padded[row, span], mask[row, span] = item, True
+    return padded, mask
+
+
+def pool_single_vector_float64(tokens: torch.Tensor, strategy: str) -> torch.Tensor:
+    """Single-vector pooling by its definition on one input's real tokens `[n, d]`: unit float64 `[d]`."""
+    tokens = tokens.double()
+    vector = {
+        "mean": lambda: tokens.mean(0),
+        "max": lambda: tokens.max(0).values,
+        "first": lambda: tokens[0],
+        "last": lambda: tokens[-1],
+    }[strategy]()
+    return vector / vector.norm()
