@@ -21,7 +21,7 @@ from transformers.models.qwen3_vl.configuration_qwen3_vl import (
 
 try:  # transformers >= 5
     from transformers import PreTrainedConfig
-except ImportError:  # transformers 4.57
+except ImportError:  # transformers 4.57; delete with its support
     from transformers import PretrainedConfig as PreTrainedConfig
 
 
@@ -60,6 +60,7 @@ class ColQwen3Config(Qwen3VLConfig):
 
     # On transformers 5 this annotation makes `embed_dim` a dataclass field (saved and validated like the
     # parent's fields); on 4.57 it is a plain class attribute and `__init__` below stores it on the instance.
+    # The explicit `__init__` is the transformers 4.57 workaround; with 4.57 gone the annotations alone suffice.
     embed_dim: int = 320
     embedding_proj_bias: bool = True
 
@@ -76,10 +77,13 @@ class ColQwen3Config(Qwen3VLConfig):
             ("vision_config", vision_config, Qwen3VLVisionConfig),
         ):
             if value is not None and not isinstance(value, (dict, PreTrainedConfig)):
-                raise TypeError(f"`{name}` must be a dict, a {config_class.__name__} or None, got {type(value).__name__}.")
+                raise TypeError(
+                    f"`{name}` must be a dict, a {config_class.__name__} or None, got {type(value).__name__}."
+                )
             if isinstance(value, PreTrainedConfig):
                 # 4.57's Qwen3VLConfig only understands dicts: hand it one, then put the caller's object back so
                 # that settings living on the object (e.g. an attention implementation) are kept.
+                # Workaround for transformers 4.57; delete with its support.
                 given_sub_configs[name] = value
         self.embed_dim = embed_dim
         self.embedding_proj_bias = embedding_proj_bias

@@ -45,6 +45,7 @@ logger = logging.get_logger(__name__)
 
 # transformers 5 takes `mm_token_type_ids` (0 text, 1 image, 2 video) in `get_rope_index` and `forward`;
 # 4.57 derives the modalities from the token ids itself and rejects the argument.
+# Workaround for transformers 4.57; delete (always pass the token types) when 4.57 support ends.
 _INNER_TAKES_MM_TOKEN_TYPES = "mm_token_type_ids" in inspect.signature(Qwen3VLModel.get_rope_index).parameters
 
 # Every layout below holds the same Qwen3-VL backbone and linear head; keys are renamed to the Tomoro layout
@@ -79,6 +80,8 @@ if WeightRenaming is not None:
         def reverse_transform(self):
             return WeightRenaming(source_patterns=r"(?!)", target_patterns="")  # matches no key
 
+    # Workaround for vLLM 0.32's Transformers backend, which only reads this registry (it never calls our
+    # `from_pretrained`); delete when vLLM applies a remote model's own `from_pretrained` renames.
     # vLLM's Transformers backend reads this registry (it never calls our `from_pretrained`), so registering here
     # lets it load every layout too.
     register_checkpoint_conversion_mapping(
@@ -89,7 +92,10 @@ if WeightRenaming is not None:
 
 
 def _none_if_empty(grid_thw: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Older vLLM passes empty tensors, not None, for absent image/video grids; stock Qwen3-VL crashes on them."""
+    """Older vLLM passes empty tensors, not None, for absent image/video grids; stock Qwen3-VL crashes on them.
+
+    Workaround for vLLM before mid-2026 (0.21 does it, 0.32 passes None); delete when those versions are unsupported.
+    """
     if grid_thw is not None and grid_thw.numel() == 0:
         return None
     return grid_thw
@@ -122,6 +128,7 @@ class ColQwen3PreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True  # vLLM's Transformers backend requires it
     # vLLM's Transformers backend re-roots `vlm.lm_head.*` and cannot place it; retrieval never uses it.
+    # Workaround for vLLM 0.32; delete when its backend places nested LM heads.
     _keys_to_ignore_on_load_unexpected = [r"^vlm\.lm_head\."]
 
 
@@ -132,7 +139,8 @@ class ColQwen3(ColQwen3PreTrainedModel):
     `config.embed_dim` dimensions before L2 normalisation. Score with [`ColQwen3Processor.score_multi_vector`].
     """
 
-    _tied_weights_keys = ["vlm.lm_head.weight"] if not _INNER_TAKES_MM_TOKEN_TYPES else None  # 5.x: found in `vlm`
+    # transformers 5.x finds the tied LM head inside `vlm` itself; 4.57 needs the key. Delete with 4.57 support.
+    _tied_weights_keys = ["vlm.lm_head.weight"] if not _INNER_TAKES_MM_TOKEN_TYPES else None
 
     def __init__(self, config: ColQwen3Config):
         super().__init__(config)
@@ -144,7 +152,8 @@ class ColQwen3(ColQwen3PreTrainedModel):
                 f"({text_config.hidden_size}): image features are written into the text embedding sequence."
             )
         # vLLM substitutes its own config class for model_type `colqwen3`: read our fields defensively. That class
-        # knows `embed_dim` but not our alias `embedding_dim`, which `scripts/vllm_export.py` writes instead.
+        # knows `embed_dim` but not our alias `embedding_dim`, which `colqwen3 vllm-export` writes instead.
+        # Workaround for vLLM 0.32 (config substitution, head-bias export); delete with the vllm-export workaround.
         embed_dim = getattr(config, "embed_dim", None) or getattr(config, "embedding_dim", None)
         if embed_dim is None:
             raise ValueError("The config has no `embed_dim`: the width of the retrieval head is unknown.")
@@ -212,8 +221,10 @@ class ColQwen3(ColQwen3PreTrainedModel):
             **kwargs,
         )
 
-    def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: Optional[torch.LongTensor] = None, **kwargs):
-        """Merged visual tokens per image (and DeepStack features), as `Qwen3VLModel.get_image_features` returns them."""
+    def get_image_features(
+        self, pixel_values: torch.Tensor, image_grid_thw: Optional[torch.LongTensor] = None, **kwargs
+    ):
+        """Merged visual tokens per image (and DeepStack features), as `Qwen3VLModel.get_image_features` gives them."""
         return self.vlm.model.get_image_features(pixel_values, _none_if_empty(image_grid_thw), **kwargs)
 
     def get_video_features(
@@ -253,7 +264,9 @@ class ColQwen3(ColQwen3PreTrainedModel):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
         image_grid_thw, video_grid_thw = _none_if_empty(image_grid_thw), _none_if_empty(video_grid_thw)
         if pixel_values is not None and image_grid_thw is None:
-            raise ValueError("`pixel_values` were given without `image_grid_thw`: pass both (the processor returns both).")
+            raise ValueError(
+                "`pixel_values` were given without `image_grid_thw`: pass both (the processor returns both)."
+            )
         if pixel_values_videos is not None and video_grid_thw is None:
             raise ValueError("`pixel_values_videos` were given without `video_grid_thw`.")
         batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
@@ -311,7 +324,7 @@ class ColQwen3(ColQwen3PreTrainedModel):
         leaving any backbone or head weight randomly initialised. A checkpoint whose head has no bias loads into a
         bias-free head.
         """
-        if WeightRenaming is None:  # transformers 4.57; 5.x applies the registered renames above
+        if WeightRenaming is None:  # transformers 4.57 (delete with its support); 5.x applies the registered renames
             kwargs.setdefault("key_mapping", CHECKPOINT_KEY_MAPPING)
         return_loading_info = kwargs.pop("output_loading_info", False)
         try:
@@ -341,9 +354,11 @@ class ColQwen3(ColQwen3PreTrainedModel):
                 self.config, "tie_word_embeddings", False
             ):
                 logger.warning(
-                    f"{source} has no `{_LM_HEAD_KEY}`; it stays randomly initialised. Retrieval never uses the LM head."
+                    f"{source} has no `{_LM_HEAD_KEY}`; it stays randomly initialised. "
+                    "Retrieval never uses the LM head."
                 )
         if missing or unexpected or mismatched:
+
             def listing(keys):
                 keys = sorted(str(k) for k in keys)
                 return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
@@ -354,7 +369,9 @@ class ColQwen3(ColQwen3PreTrainedModel):
             if unexpected:
                 problems.append(f"not used by the model: {listing(unexpected)}")
             if mismatched:
-                problems.append(f"with a different shape: {listing(k[0] if isinstance(k, tuple) else k for k in mismatched)}")
+                problems.append(
+                    f"with a different shape: {listing(k[0] if isinstance(k, tuple) else k for k in mismatched)}"
+                )
             raise ValueError(
                 f"Could not load ColQwen3 weights from {source}: " + "; ".join(problems) + ". Accepted layouts: "
                 "Tomoro (`vlm.model.*`, `embedding_proj_layer.*`), colpali-engine (`model.visual.*`/`visual.*`, "

@@ -14,7 +14,7 @@
 """ColQwen3 processor: the page and query formats the checkpoints were trained with; MaxSim comes from scoring."""
 
 import re
-from typing import Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -24,13 +24,13 @@ from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
 try:  # transformers >= 5 (PIL backend; works without torchvision)
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-except ImportError:  # transformers 4.57
+except ImportError:  # transformers 4.57; delete with its support
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 try:
-    from .scoring_colqwen3 import score_multi_vector
+    from .scoring_colqwen3 import check_batch, score_multi_vector
 except ImportError:  # imported as a plain module (tests, the toolkit) rather than as a Hub package
-    from scoring_colqwen3 import score_multi_vector
+    from scoring_colqwen3 import check_batch, score_multi_vector
 
 
 __all__ = ["ColQwen3Processor"]
@@ -71,7 +71,8 @@ class ColQwen3Processor(Qwen3VLProcessor):
     Padding is on the left, and `mm_token_type_ids` is always returned.
     """
 
-    if not _TRANSFORMERS_5:  # 4.57 finds sub-processors through these; 5.x reads the `__init__` signature
+    # 4.57 finds sub-processors through these; 5.x reads the `__init__` signature. Delete with 4.57 support.
+    if not _TRANSFORMERS_5:
         attributes = ["image_processor", "tokenizer"]
         image_processor_class = "AutoImageProcessor"
         tokenizer_class = ("Qwen2Tokenizer", "Qwen2TokenizerFast")
@@ -93,6 +94,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
         if tokenizer is None or image_processor is None:
             raise ValueError("ColQwen3Processor needs both an `image_processor` and a `tokenizer`.")
         # Qwen3VLProcessor.__init__ insists on a video processor, which needs torchvision: set up the parts here.
+        # Workaround for transformers 4.57-5.23; delete when Qwen3VLProcessor accepts video_processor=None.
         super(Qwen3VLProcessor, self).__init__(image_processor, tokenizer, chat_template=chat_template)
         for name in ("image", "video", "vision_start", "vision_end"):
             default = {"image": "<|image_pad|>", "video": "<|video_pad|>"}.get(name, f"<|{name}|>")
@@ -102,7 +104,8 @@ class ColQwen3Processor(Qwen3VLProcessor):
         self.tokenizer.padding_side = "left"
         if not isinstance(num_query_augmentation_tokens, int) or num_query_augmentation_tokens < 0:
             raise ValueError(
-                f"`num_query_augmentation_tokens` must be a non-negative integer, got {num_query_augmentation_tokens!r}."
+                "`num_query_augmentation_tokens` must be a non-negative integer, "
+                f"got {num_query_augmentation_tokens!r}."
             )
         self.image_prompt_prefix = image_prompt_prefix
         self.video_prompt_prefix = video_prompt_prefix
@@ -131,7 +134,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
         # `size` holds pixel COUNTS for Qwen image processors, not edge lengths.
         self.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
         for name, pixels in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
-            if getattr(self.image_processor, name, None) is not None:  # 4.57 also reads these attributes
+            if getattr(self.image_processor, name, None) is not None:  # 4.57 reads these (delete with its support)
                 setattr(self.image_processor, name, pixels)
         self._max_num_visual_tokens = value
 
@@ -144,18 +147,9 @@ class ColQwen3Processor(Qwen3VLProcessor):
     # ----- input checks -----
     @staticmethod
     def _check_batch(values, name: str, kind, kind_name: str) -> list:
-        if values is None:
-            raise ValueError(f"`{name}` is None; pass a list of {kind_name}.")
-        if isinstance(values, (str, Image.Image)):
+        if isinstance(values, (str, Image.Image)):  # one text or one page
             values = [values]
-        if not isinstance(values, (list, tuple)):
-            raise TypeError(f"`{name}` must be a list of {kind_name}, got {type(values).__name__}.")
-        if len(values) == 0:
-            raise ValueError(f"`{name}` is an empty list; pass at least one of {kind_name}.")
-        for index, value in enumerate(values):
-            if not isinstance(value, kind):
-                raise TypeError(f"`{name}[{index}]` must be one of {kind_name}, got {type(value).__name__}.")
-        return list(values)
+        return check_batch(values, name, kind, kind_name)
 
     def prepare_images(self, images) -> list[Image.Image]:
         """Pages as the model sees them: RGB on white paper, at least one tile per side. `process_images` and
@@ -197,7 +191,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
         if text is not None and len(text) > 1:
             kwargs.setdefault("padding", "longest")
         batch = super().__call__(images=images, text=text, videos=videos, **kwargs)
-        if "input_ids" in batch and "mm_token_type_ids" not in batch:  # 4.57 does not return them
+        if "input_ids" in batch and "mm_token_type_ids" not in batch:  # 4.57 does not (delete with its support)
             input_ids = torch.as_tensor(batch["input_ids"])
             token_types = torch.zeros_like(input_ids, dtype=torch.int32)
             token_types[input_ids == self.image_token_id] = 1
@@ -216,7 +210,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
         return self.query_prefix + text + self.query_augmentation_token * self.num_query_augmentation_tokens
 
     def process_images(self, images, **kwargs) -> BatchFeature:
-        """Pages -> model inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, `mm_token_type_ids`)."""
+        """Pages -> model inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, token types)."""
         images = self.prepare_images(images)
         return self(text=[self.page_prompt()] * len(images), images=images, padding="longest", **kwargs)
 
@@ -244,25 +238,5 @@ class ColQwen3Processor(Qwen3VLProcessor):
         return resized_width // tile, resized_height // tile
 
     # ----- scoring -----
-    @staticmethod
-    def score_multi_vector(
-        qs: Union[torch.Tensor, list[torch.Tensor]],
-        ps: Union[torch.Tensor, list[torch.Tensor]],
-        batch_size: int = 128,
-        device: Optional[Union[str, torch.device]] = None,
-        query_mask: Optional[torch.Tensor] = None,
-        page_mask: Optional[torch.Tensor] = None,
-        chunk_tokens: int = 4096,
-        query_chunk_tokens: int = 2048,
-    ) -> torch.Tensor:
-        """Exact MaxSim scores `[n_queries, n_pages]` (float32, CPU): see `scoring_colqwen3.score_multi_vector`."""
-        return score_multi_vector(
-            qs,
-            ps,
-            batch_size=batch_size,
-            device=device,
-            query_mask=query_mask,
-            page_mask=page_mask,
-            chunk_tokens=chunk_tokens,
-            query_chunk_tokens=query_chunk_tokens,
-        )
+    # Exact MaxSim `[n_queries, n_pages]` (float32, CPU); the engine lives in scoring_colqwen3.py.
+    score_multi_vector = staticmethod(score_multi_vector)

@@ -11,14 +11,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""ColQwen3 scoring: exact MaxSim over ragged or padded multi-vector embeddings, and single-vector pooling (torch only)."""
+"""ColQwen3 scoring (torch only): exact MaxSim over ragged or padded multi-vector embeddings, single-vector pooling."""
 
 from typing import Optional, Union
 
 import torch
 from torch import nn
 
-__all__ = ["SINGLE_VECTOR_STRATEGIES", "pool_single_vector", "score_multi_vector"]
+__all__ = ["SINGLE_VECTOR_STRATEGIES", "check_batch", "pool_single_vector", "score_multi_vector"]
 
 SINGLE_VECTOR_STRATEGIES = ("mean", "max", "first", "last")
 
@@ -28,23 +28,30 @@ def _check_positive_int(name: str, value) -> None:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
-def _check_tensor_list(values, name: str) -> list[torch.Tensor]:
+def check_batch(values, name: str, kind, kind_name: str) -> list:
+    """`values` as a non-empty list whose items are all `kind`; errors name the argument, the item and its type."""
     if values is None:
-        raise ValueError(f"`{name}` is None; pass a list of [tokens, dim] tensors.")
+        raise ValueError(f"`{name}` is None; pass a list of {kind_name}.")
     if not isinstance(values, (list, tuple)):
-        raise TypeError(f"`{name}` must be a list of [tokens, dim] tensors, got {type(values).__name__}.")
+        raise TypeError(f"`{name}` must be a list of {kind_name}, got {type(values).__name__}.")
     if len(values) == 0:
-        raise ValueError(f"`{name}` is an empty list; pass at least one of [tokens, dim] tensors.")
+        raise ValueError(f"`{name}` is an empty list; pass at least one of {kind_name}.")
     for index, value in enumerate(values):
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"`{name}[{index}]` must be one of [tokens, dim] tensors, got {type(value).__name__}.")
+        if not isinstance(value, kind):
+            raise TypeError(f"`{name}[{index}]` must be one of {kind_name}, got {type(value).__name__}.")
+    return list(values)
+
+
+def _check_tensor_list(values, name: str) -> list[torch.Tensor]:
+    values = check_batch(values, name, torch.Tensor, "[tokens, dim] tensors")
+    for index, value in enumerate(values):
         if value.dim() != 2:
             raise ValueError(f"`{name}[{index}]` must be [tokens, dim], got shape {tuple(value.shape)}.")
     return list(values)
 
 
 def _unpad(embeddings: torch.Tensor, mask: Optional[torch.Tensor], name: str) -> list[torch.Tensor]:
-    """Padded `[batch, tokens, dim]` (+ optional mask) -> one `[real tokens, dim]` tensor per row (views if possible)."""
+    """Padded `[batch, tokens, dim]` (+ optional mask) -> one `[real tokens, dim]` tensor per row (a view if it can)."""
     if embeddings.dim() != 3:
         raise ValueError(f"`{name}` must be a [batch, tokens, dim] tensor, got shape {tuple(embeddings.shape)}.")
     if mask is None:
@@ -122,7 +129,6 @@ def _page_blocks(pages: list[torch.Tensor], max_pages: int, max_tokens: int, dty
         start = end
 
 
-
 def _score_dtypes(queries: list[torch.Tensor], pages: list[torch.Tensor]) -> tuple[torch.dtype, bool]:
     """(accumulation dtype, whether bf16 pages take the bf16 search pass + fp32 re-score)."""
     score_dtype = torch.float64 if any(t.dtype == torch.float64 for t in queries + pages) else torch.float32
@@ -170,7 +176,11 @@ def score_multi_vector(
     where two page tokens tie to within bfloat16 rounding, and only downwards (measured max 2.6e-3 on scores of ~8
     for 16 queries x 1000 pages, see benchmarks/bench_scoring.py). float16 pages are upcast to float32.
     """
-    for name, value in (("batch_size", batch_size), ("chunk_tokens", chunk_tokens), ("query_chunk_tokens", query_chunk_tokens)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("chunk_tokens", chunk_tokens),
+        ("query_chunk_tokens", query_chunk_tokens),
+    ):
         _check_positive_int(name, value)
     queries, pages = _as_token_list(qs, query_mask, "qs"), _as_token_list(ps, page_mask, "ps")
     dims = {item.shape[-1] for item in queries} | {item.shape[-1] for item in pages}

@@ -30,7 +30,8 @@ Exits 1 unless, for every query count: ours fp32 max|diff| <= 1e-3, ours bf16 ma
 ranks pages per query as float64 does, except pages tied at float32 resolution: two pages may swap only where their
 float64 scores differ by less than TIE_EPS float32 epsilons of the score (about 1.5e-5 at a score of 8). A float32
 score of ~8 has an ulp of ~1e-6, and 1000 random pages do have float64 gaps that small: on the default data an
-"exact ties only" check fails for every float32 scorer, colpali-engine's included. Speed targets are printed, not enforced.
+"exact ties only" check fails for every float32 scorer, colpali-engine's included. Speed targets are printed, not
+enforced.
 """
 
 import argparse
@@ -44,10 +45,10 @@ import time
 from pathlib import Path
 
 import torch
-from scoring_colqwen3 import score_multi_vector
 from torch.nn.utils.rnn import pad_sequence
 
 from colqwen3.testing.references import maxsim_float64
+from scoring_colqwen3 import score_multi_vector
 
 COLPALI = "colpali-engine (fp32)"
 TIE_EPS = 16  # float32 epsilons of the score: closer float64 scores are ties at float32 resolution
@@ -67,7 +68,7 @@ def colpali_engine_scores(qs, ps, batch_size=128):
 
 
 def rank_check(scores, ref):
-    """(no pair ranked against float64 beyond a float32 tie, adjacent swaps against float64's order) over all queries."""
+    """(no pair ranked against float64 beyond a float32 tie, adjacent swaps against float64's order), all queries."""
     order = ref.argsort(dim=1, descending=True, stable=True)
     r, o = ref.gather(1, order), scores.double().gather(1, order)
     ok = True
@@ -85,7 +86,7 @@ def matmul_ceiling(repeats=5, n=2048):
     for dtype in (torch.float32, torch.bfloat16):
         x, y = a.to(dtype), b.to(dtype)
         out = x @ y
-        rates[dtype] = 2 * n**3 / min(_seconds(lambda: x @ y) for _ in range(repeats)) / 1e9
+        rates[dtype] = 2 * n**3 / min(_seconds(lambda x=x, y=y: x @ y) for _ in range(repeats)) / 1e9
     return rates, out.dtype
 
 
@@ -97,6 +98,7 @@ def _seconds(fn):
 
 def in_child(threads, fn, *args):
     """Run `fn(*args)` in a forked child: (its result, growth of the child's peak RSS in MiB)."""
+
     def target(queue):
         torch.set_num_threads(threads)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; starts at the RSS at fork
@@ -146,8 +148,10 @@ def make_data(args):
     g = torch.Generator().manual_seed(args.seed)
     lengths = torch.randint(700, 1281, (args.pages,), generator=g).tolist()
     pages32 = [torch.nn.functional.normalize(torch.randn(n, args.dim, generator=g), dim=-1) for n in lengths]
-    queries = [torch.nn.functional.normalize(torch.randn(args.query_len, args.dim, generator=g), dim=-1)
-               for _ in range(max(args.queries))]
+    queries = [
+        torch.nn.functional.normalize(torch.randn(args.query_len, args.dim, generator=g), dim=-1)
+        for _ in range(max(args.queries))
+    ]
     return lengths, pages32, [p.to(torch.bfloat16) for p in pages32], queries
 
 
@@ -160,22 +164,32 @@ def measure(args, methods, queries) -> dict:
             run = lambda fn=fn, ps=ps, n_q=n_q: timed(lambda: fn(queries[:n_q], ps), args.repeats)  # noqa: E731
             (seconds, scores), rss = in_child(args.threads, run)
             flops = 2 * args.query_len * n_q * sum(p.shape[0] for p in ps) * args.dim
-            rows[name] = dict(seconds=seconds, pairs=len(ps) * n_q / seconds, gflops=flops / seconds / 1e9, rss=rss,
-                              diff=(scores.double() - ref[:n_q, : len(ps)]).abs().max().item(), scores=scores)
+            rows[name] = dict(
+                seconds=seconds,
+                pairs=len(ps) * n_q / seconds,
+                gflops=flops / seconds / 1e9,
+                rss=rss,
+                diff=(scores.double() - ref[:n_q, : len(ps)]).abs().max().item(),
+                scores=scores,
+            )
     return tables
 
 
 def print_table(tables, fp32_peak, bf16_peak) -> None:
-    header = (f"{'method':<22} {'n_queries':>9} {'time (s)':>9} {'pairs/s':>9} {'GFLOP/s':>8} {'%fp32':>6} "
-              f"{'%bf16':>6} {'peak RSS MiB':>12} {'max|diff| f64':>13} {'vs colpali':>10}")
+    header = (
+        f"{'method':<22} {'n_queries':>9} {'time (s)':>9} {'pairs/s':>9} {'GFLOP/s':>8} {'%fp32':>6} "
+        f"{'%bf16':>6} {'peak RSS MiB':>12} {'max|diff| f64':>13} {'vs colpali':>10}"
+    )
     print("\n" + header)
     for n_q, rows in tables.items():
         print("-" * len(header))
         base = rows[COLPALI]["pairs"]
         for name, r in rows.items():
-            print(f"{name:<22} {n_q:>9} {r['seconds']:>9.3f} {r['pairs']:>9.0f} {r['gflops']:>8.1f} "
-                  f"{100 * r['gflops'] / fp32_peak:>5.0f}% {100 * r['gflops'] / bf16_peak:>5.0f}% {r['rss']:>12.0f} "
-                  f"{r['diff']:>13.2e} {r['pairs'] / base:>9.2f}x")
+            print(
+                f"{name:<22} {n_q:>9} {r['seconds']:>9.3f} {r['pairs']:>9.0f} {r['gflops']:>8.1f} "
+                f"{100 * r['gflops'] / fp32_peak:>5.0f}% {100 * r['gflops'] / bf16_peak:>5.0f}% {r['rss']:>12.0f} "
+                f"{r['diff']:>13.2e} {r['pairs'] / base:>9.2f}x"
+            )
     print("-" * len(header))
 
 
@@ -190,21 +204,36 @@ def checks_and_targets(tables, ref32, fp32_peak) -> list:
         results += [
             ("check", n_q, f"ours fp32 max|diff| {ours32['diff']:.2e} <= 1e-3", ours32["diff"] <= 1e-3),
             ("check", n_q, f"ours bf16 pages max|diff| {ours16['diff']:.2e} <= 0.02", ours16["diff"] <= 0.02),
-            ("check", n_q, f"ours fp32 ranking == float64 ranking up to float32 ties (< {TIE_EPS} eps of the score; "
-             f"{swaps} adjacent swaps, colpali-engine fp32 has {colpali_swaps})", rank_ok),
+            (
+                "check",
+                n_q,
+                f"ours fp32 ranking == float64 ranking up to float32 ties (< {TIE_EPS} eps of the score; "
+                f"{swaps} adjacent swaps, colpali-engine fp32 has {colpali_swaps})",
+                rank_ok,
+            ),
             ("target", n_q, f"ours fp32 at {100 * share:.0f}% of the fp32 matmul rate (target >= 80%)", share >= 0.8),
-            ("target", n_q, f"ours bf16 pages {speedup:.2f}x the colpali-engine fp32 baseline (target >= 2x)",
-             speedup >= 2),
+            (
+                "target",
+                n_q,
+                f"ours bf16 pages {speedup:.2f}x the colpali-engine fp32 baseline (target >= 2x)",
+                speedup >= 2,
+            ),
         ]
     return results
 
 
 def write_json(path, args, tables, ceilings, results) -> None:
-    rows = [{"method": name, "n_queries": n_q, **{k: v for k, v in row.items() if k != "scores"}}
-            for n_q, table in tables.items() for name, row in table.items()]
-    data = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "matmul_ceiling_gflops": ceilings, "rows": rows,
-            "checks": [{"kind": kind, "n_queries": n_q, "text": text, "ok": ok} for kind, n_q, text, ok in results]}
+    rows = [
+        {"method": name, "n_queries": n_q, **{k: v for k, v in row.items() if k != "scores"}}
+        for n_q, table in tables.items()
+        for name, row in table.items()
+    ]
+    data = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "matmul_ceiling_gflops": ceilings,
+        "rows": rows,
+        "checks": [{"kind": kind, "n_queries": n_q, "text": text, "ok": ok} for kind, n_q, text, ok in results],
+    }
     Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -215,12 +244,15 @@ def main(argv=None) -> int:
     lengths, pages32, pages16, queries = make_data(args)
     n_f64 = min(args.f64_pages or args.pages, args.pages)
     defaults = {k: v.default for k, v in inspect.signature(score_multi_vector).parameters.items()}
-    print(f"torch {torch.__version__}, {args.threads} threads; {args.pages} pages of {min(lengths)}..{max(lengths)} "
-          f"tokens ({sum(lengths)} in all), dim {args.dim}, queries of {args.query_len} tokens; our scorer's defaults: "
-          f"batch_size={defaults['batch_size']}, chunk_tokens={defaults['chunk_tokens']}, "
-          f"query_chunk_tokens={defaults['query_chunk_tokens']}")
-    (ref32, ref16), _ = in_child(args.threads, lambda: (maxsim_float64(queries, pages32),
-                                                        maxsim_float64(queries, pages16)))
+    print(
+        f"torch {torch.__version__}, {args.threads} threads; {args.pages} pages of {min(lengths)}..{max(lengths)} "
+        f"tokens ({sum(lengths)} in all), dim {args.dim}, queries of {args.query_len} tokens; our scorer's defaults: "
+        f"batch_size={defaults['batch_size']}, chunk_tokens={defaults['chunk_tokens']}, "
+        f"query_chunk_tokens={defaults['query_chunk_tokens']}"
+    )
+    (ref32, ref16), _ = in_child(
+        args.threads, lambda: (maxsim_float64(queries, pages32), maxsim_float64(queries, pages16))
+    )
     methods = [  # name, scorer, pages, reference
         (COLPALI, colpali_engine_scores, pages32, ref32),
         ("ours fp32", score_multi_vector, pages32, ref32),
@@ -233,8 +265,11 @@ def main(argv=None) -> int:
     tables = measure(args, methods, queries)
     ceilings.append(in_child(args.threads, matmul_ceiling, 5, args.ceiling_size)[0])
     fp32_peak, bf16_peak = (max(c[0][dtype] for c in ceilings) for dtype in (torch.float32, torch.bfloat16))
-    print(f"matmul ceiling ({args.ceiling_size}x{args.ceiling_size} a @ b, best of before/after): fp32 {fp32_peak:.1f} GFLOP/s, "
-          f"bf16 {bf16_peak:.1f} GFLOP/s; a CPU bf16 matmul returns {ceilings[0][1]}")
+    print(
+        f"matmul ceiling ({args.ceiling_size}x{args.ceiling_size} a @ b, best of before/after): "
+        f"fp32 {fp32_peak:.1f} GFLOP/s, "
+        f"bf16 {bf16_peak:.1f} GFLOP/s; a CPU bf16 matmul returns {ceilings[0][1]}"
+    )
     print_table(tables, fp32_peak, bf16_peak)
     if n_f64 < args.pages:
         print(f"* timed on the first {n_f64} of {args.pages} pages")

@@ -22,8 +22,18 @@ import torch
 from colqwen3.index.compact import bytes_per_token, decode_tokens, encode_tokens, pool_tokens
 from colqwen3.testing.references import maxsim_float64
 
-OPTIONS = [(1, "float32"), (1, "bfloat16"), (1, "float16"), (1, "int8"), (1, "binary"),
-           (2, "bfloat16"), (3, "bfloat16"), (4, "bfloat16"), (2, "int8"), (4, "int8")]  # (pool_factor, dtype)
+OPTIONS = [
+    (1, "float32"),
+    (1, "bfloat16"),
+    (1, "float16"),
+    (1, "int8"),
+    (1, "binary"),
+    (2, "bfloat16"),
+    (3, "bfloat16"),
+    (4, "bfloat16"),
+    (2, "int8"),
+    (4, "int8"),
+]  # (pool_factor, dtype)
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
@@ -42,9 +52,11 @@ def make_corpus(n_pages, n_queries, dim, seed, query_len=20, n_topics=16):
         mine = torch.randperm(n_topics, generator=g)[: int(torch.randint(3, 7, (1,), generator=g))]
         details = unit(torch.randn(8, dim, generator=g))
         n_back = int(n * 0.3)
-        content = (topics[mine[torch.randint(len(mine), (n - n_back,), generator=g)]]
-                   + 0.25 * details[torch.randint(8, (n - n_back,), generator=g)]
-                   + 0.06 * torch.randn(n - n_back, dim, generator=g))  # noise norm ~1.1 at dim 320
+        content = (
+            topics[mine[torch.randint(len(mine), (n - n_back,), generator=g)]]
+            + 0.25 * details[torch.randint(8, (n - n_back,), generator=g)]
+            + 0.06 * torch.randn(n - n_back, dim, generator=g)
+        )  # noise norm ~1.1 at dim 320
         back = background[torch.randint(4, (n_back,), generator=g)] + 0.03 * torch.randn(n_back, dim, generator=g)
         pages.append(unit(torch.cat([content, back])[torch.randperm(n, generator=g)]))
         page_topics.append(mine)
@@ -55,8 +67,11 @@ def make_corpus(n_pages, n_queries, dim, seed, query_len=20, n_topics=16):
     for t in targets.tolist():
         mine, details = page_topics[t], page_details[t]
         n = query_len - n_generic
-        content = (topics[mine[torch.randint(len(mine), (n,), generator=g)]]
-                   + 0.25 * details[torch.randint(8, (n,), generator=g)] + 0.1 * torch.randn(n, dim, generator=g))
+        content = (
+            topics[mine[torch.randint(len(mine), (n,), generator=g)]]
+            + 0.25 * details[torch.randint(8, (n,), generator=g)]
+            + 0.1 * torch.randn(n, dim, generator=g)
+        )
         fillers = generic[torch.randint(6, (n_generic,), generator=g)] + 0.05 * torch.randn(n_generic, dim, generator=g)
         queries.append(unit(torch.cat([content, fillers])))
     return pages, torch.stack(queries), targets
@@ -113,9 +128,13 @@ def measure_option(factor, dtype, pooled, pool_seconds, queries, ref) -> dict:
     encode_ms = 1000 * (pool_seconds[factor] + (time.perf_counter() - tick) / len(payloads))
     decoded = [decode_tokens(payload, dtype) for payload in payloads]
     size = math.fsum(sum(t.numel() * t.element_size() for t in p.values()) for p in payloads) / len(payloads)
-    return {"option": f"pool {factor} {dtype}", "tokens_per_page": sum(len(p) for p in decoded) / len(decoded),
-            "bytes_per_page": size, "encode_ms_per_page": encode_ms,
-            **compare(maxsim(queries, decoded), ref, queries.shape[1])}
+    return {
+        "option": f"pool {factor} {dtype}",
+        "tokens_per_page": sum(len(p) for p in decoded) / len(decoded),
+        "bytes_per_page": size,
+        "encode_ms_per_page": encode_ms,
+        **compare(maxsim(queries, decoded), ref, queries.shape[1]),
+    }
 
 
 def main(argv=None) -> int:
@@ -124,21 +143,27 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     pages, queries, targets = make_corpus(args.pages, args.queries, args.dim, args.seed)
     ref = maxsim(queries, pages)
-    print(f"{args.pages} pages ({sum(len(p) for p in pages) / len(pages):.0f} tokens/page mean), {args.queries} "
-          f"queries x {queries.shape[1]} tokens, dim {args.dim}; target page ranked first by float64 MaxSim for "
-          f"{(ref.argmax(dim=1) == targets).double().mean().item():.0%} of queries")
+    print(
+        f"{args.pages} pages ({sum(len(p) for p in pages) / len(pages):.0f} tokens/page mean), {args.queries} "
+        f"queries x {queries.shape[1]} tokens, dim {args.dim}; target page ranked first by float64 MaxSim for "
+        f"{(ref.argmax(dim=1) == targets).double().mean().item():.0%} of queries"
+    )
     pooled, pool_seconds = pool_all(pages)
     bf16_full = sum(len(p) for p in pages) / len(pages) * bytes_per_token("bfloat16", args.dim)
-    header = (f"{'option':<18} {'tokens/page':>11} {'KiB/page':>9} {'vs bf16':>8} {'spearman':>9} {'top-1':>6} "
-              f"{'top-5':>6} {'max|ds|/n_q':>11} {'encode ms/page':>14}")
+    header = (
+        f"{'option':<18} {'tokens/page':>11} {'KiB/page':>9} {'vs bf16':>8} {'spearman':>9} {'top-1':>6} "
+        f"{'top-5':>6} {'max|ds|/n_q':>11} {'encode ms/page':>14}"
+    )
     print(header + "\n" + "-" * len(header))
     results = {}
     for factor, dtype in OPTIONS:
         row = results[f"pool {factor} {dtype}"] = measure_option(factor, dtype, pooled, pool_seconds, queries, ref)
         row["vs_bf16"] = bf16_full / row["bytes_per_page"]
-        print(f"{row['option']:<18} {row['tokens_per_page']:>11.1f} {row['bytes_per_page'] / 1024:>9.1f} "
-              f"{row['vs_bf16']:>7.2f}x {row['spearman']:>9.4f} {row['top1']:>6.3f} {row['top5']:>6.3f} "
-              f"{row['max_diff']:>11.5f} {row['encode_ms_per_page']:>14.2f}")
+        print(
+            f"{row['option']:<18} {row['tokens_per_page']:>11.1f} {row['bytes_per_page'] / 1024:>9.1f} "
+            f"{row['vs_bf16']:>7.2f}x {row['spearman']:>9.4f} {row['top1']:>6.3f} {row['top5']:>6.3f} "
+            f"{row['max_diff']:>11.5f} {row['encode_ms_per_page']:>14.2f}"
+        )
     exact = results["pool 1 float32"]
     checks = {
         "float32 identical to reference": exact["spearman"] == exact["top1"] == exact["top5"] == 1.0

@@ -6,6 +6,7 @@
 # 2. torchvision (also CUDA-linked) cannot be removed (vLLM's Qwen3-VL path and transformers' image processors import
 #    it): install scripts/vllm_cpu_shim.py into site-packages plus a .pth start-up line, so the op schemas its Python
 #    side needs exist before it is imported. See that file. Idempotent; test environments only.
+# Workaround for vllm-cpu 0.32's CUDA-linked torchaudio/torchcodec/torchvision; delete with vllm_cpu_shim.py.
 set -euo pipefail
 
 if [ "$#" -ne 1 ]; then

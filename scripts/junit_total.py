@@ -17,5 +17,8 @@ for name in sys.argv[1:]:
         totals["passed"] += tests - skipped - failed
         totals["failed"] += failed
         totals["skipped"] += skipped
-        print(f"{path.stem}: {tests - skipped - failed} passed, {failed} failed, {skipped} skipped in {float(suite.get('time', 0)):.0f} s")
+        print(
+            f"{path.stem}: {tests - skipped - failed} passed, {failed} failed, {skipped} skipped "
+            f"in {float(suite.get('time', 0)):.0f} s"
+        )
 print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")

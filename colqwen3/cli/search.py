@@ -44,9 +44,12 @@ def add_parsers(subcommands) -> None:
     add_index_arguments(index)
     index.set_defaults(handler=run_index)
 
-    search = subcommands.add_parser("search", help="rank pages for text queries (builds the index when needed)",
-                                    description=SEARCH_HELP,
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    search = subcommands.add_parser(
+        "search",
+        help="rank pages for text queries (builds the index when needed)",
+        description=SEARCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     search.add_argument("--pages", type=Path, help="folder of PNG/JPEG/PDF pages (needed to build the index)")
     search.add_argument("--query", action="append", default=[], help="a query (repeatable)")
     search.add_argument("--queries-file", type=Path, help="a text file with one query per line")
@@ -66,8 +69,16 @@ def _check_counts(parser, args) -> None:
 
 def _build(args, model_id, model, processor, path) -> PageIndex:
     index = index_pages(
-        model, processor, load_pages(args.pages, args.pdf_dpi), path, model_id=model_id, revision=args.revision or "",
-        dtype=args.storage_dtype, pool_factor=args.pool_factor, batch_size=args.batch_size, device=args.device,
+        model,
+        processor,
+        load_pages(args.pages, args.pdf_dpi),
+        path,
+        model_id=model_id,
+        revision=args.revision or "",
+        dtype=args.storage_dtype,
+        pool_factor=args.pool_factor,
+        batch_size=args.batch_size,
+        device=args.device,
     )
     print(f"indexed {len(index)} pages into {path} ({path.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
     return index
@@ -103,17 +114,23 @@ def run_search(args, parser) -> int:
     if reuse:
         index = PageIndex(args.index)
         check_index_model(index, model_id, args.revision)
-        print(f"searching {args.index}: {len(index)} pages, {index.metadata['dtype']}, "
-              f"pool factor {index.metadata['pool_factor']}", file=sys.stderr)
+        print(
+            f"searching {args.index}: {len(index)} pages, {index.metadata['dtype']}, "
+            f"pool factor {index.metadata['pool_factor']}",
+            file=sys.stderr,
+        )
     else:
         index = _build(args, model_id, model, processor, args.index or temporary_index_path())
-    results = search_index(index, model, processor, queries, top_k=args.top_k, batch_size=args.batch_size,
-                           device=args.device)
+    results = search_index(
+        index, model, processor, queries, top_k=args.top_k, batch_size=args.batch_size, device=args.device
+    )
     for query, hits in zip(queries, results):
         print(f"\nquery: {query}")
         for hit in hits:
             print(f"  {hit.rank}. {hit.score:8.3f}  {hit.page}")
     finite = all(torch.isfinite(torch.tensor([hit.score for hit in hits])).all() for hits in results)
-    print(f"\n{len(index)} pages, {len(queries)} queries in {time.perf_counter() - started:.1f} s; "
-          f"scores are finite: {finite}")
+    print(
+        f"\n{len(index)} pages, {len(queries)} queries in {time.perf_counter() - started:.1f} s; "
+        f"scores are finite: {finite}"
+    )
     return 0 if finite else 1

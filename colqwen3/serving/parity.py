@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from scoring_colqwen3 import score_multi_vector
 
 from colqwen3.serving.export import prepare_for_vllm_native
 from colqwen3.testing.pages import sample_pages
 from colqwen3.testing.tiny import build_model, build_processor, tiny_config, write_checkpoint
+from scoring_colqwen3 import score_multi_vector
 
 # case -> (route, checkpoint, reference)
 CASES = {
@@ -117,6 +117,7 @@ class ParityReport:
     infos: dict = field(default_factory=dict)
     checks: list = field(default_factory=list)
     errors: list = field(default_factory=list)  # engines or requests that failed outright
+    folders: dict = field(default_factory=dict)  # checkpoint -> folder it was served from
 
     @property
     def ok(self) -> bool:
@@ -186,12 +187,21 @@ def prepare(settings: Settings, work: Path, processor, queries, pages) -> tuple[
 
 # ----- vLLM runs -----
 def run_offline(route: str, folder, processor, queries, pages, settings: Settings, max_pixels: int):
-    """One in-process engine: (Embeddings, `LLM.score` matrix or None, CaseInfo)."""
+    """One in-process engine: (Embeddings, `LLM.score` matrix or None, CaseInfo). Known-bad folders are served too:
+    showing the bug is what case `native-asis` is for."""
     from colqwen3.serving.offline import encode_pages, encode_queries, make_llm, score_pages_with_llm
 
     start = time.perf_counter()
-    llm = make_llm(folder, route, max_model_len=settings.max_model_len, dtype="float32", max_pixels=max_pixels,
-                   enforce_eager=True, seed=0)
+    llm = make_llm(
+        folder,
+        route,
+        max_model_len=settings.max_model_len,
+        dtype="float32",
+        max_pixels=max_pixels,
+        refuse_known_problems=False,
+        enforce_eager=True,
+        seed=0,
+    )
     try:
         got = Embeddings(encode_queries(llm, processor, queries), encode_pages(llm, processor, pages))
         served = None
@@ -210,13 +220,22 @@ def run_server(route: str, folder, processor, queries, pages, settings: Settings
     work = Path(folder).parent
     template = client.write_page_template(work / "page_template.jinja")
     start = time.perf_counter()
-    server = client.VllmServer(folder, route, log_path=work / f"serve-{route}.log", max_model_len=settings.max_model_len,
-                               max_pixels=max_pixels, chat_template=template, enforce_eager=True, offline=True)
+    server = client.VllmServer(
+        folder,
+        route,
+        log_path=work / f"serve-{route}.log",
+        max_model_len=settings.max_model_len,
+        max_pixels=max_pixels,
+        chat_template=template,
+        enforce_eager=True,
+        offline=True,
+    )
     try:
         with server:
             url, name = server.base_url, str(folder)
-            got = Embeddings(client.embed_queries(url, name, processor, queries),
-                             client.embed_pages(url, name, processor, pages))
+            got = Embeddings(
+                client.embed_queries(url, name, processor, queries), client.embed_pages(url, name, processor, pages)
+            )
             info, served = CaseInfo(), None
             if settings.score:
                 served = torch.tensor([client.score_pages_over_http(url, name, processor, q, pages) for q in queries])
@@ -269,14 +288,29 @@ def case_checks(case: str, rows: list, info: CaseInfo, settings: Settings) -> li
             atol = settings.text_atol if row.modality == "text" else settings.image_atol
             checks.append(Check(f"{label}: max |diff|", row.max_abs <= atol, f"{row.max_abs:.3e} <= {atol:g}"))
     if case in EXACT_CASES:
-        checks.append(Check(f"{case}: MaxSim ranking", rows[0].same_ranking == settings.n_queries,
-                            f"{rows[0].same_ranking}/{settings.n_queries} queries rank pages identically"))
+        checks.append(
+            Check(
+                f"{case}: MaxSim ranking",
+                rows[0].same_ranking == settings.n_queries,
+                f"{rows[0].same_ranking}/{settings.n_queries} queries rank pages identically",
+            )
+        )
     if info.served_vs_encoded is not None:
-        checks.append(Check(f"{case}: vLLM scores == MaxSim of vLLM vectors", info.served_vs_encoded <= settings.score_atol,
-                            f"{info.served_vs_encoded:.3e} <= {settings.score_atol:g}"))
+        checks.append(
+            Check(
+                f"{case}: vLLM scores == MaxSim of vLLM vectors",
+                info.served_vs_encoded <= settings.score_atol,
+                f"{info.served_vs_encoded:.3e} <= {settings.score_atol:g}",
+            )
+        )
     if info.rerank_top2 is not None:
-        checks.append(Check(f"{case}: /rerank top-2 == /pooling ranking", info.rerank_top2 == info.ranking_top2,
-                            f"{info.rerank_top2} vs {info.ranking_top2}"))
+        checks.append(
+            Check(
+                f"{case}: /rerank top-2 == /pooling ranking",
+                info.rerank_top2 == info.ranking_top2,
+                f"{info.rerank_top2} vs {info.ranking_top2}",
+            )
+        )
     return checks
 
 
@@ -301,8 +335,9 @@ def run_parity(settings: Settings, work: Optional[Path] = None) -> ParityReport:
     if unknown or settings.via not in VIAS:
         raise ValueError(f"unknown cases {unknown} or via {settings.via!r}: cases {tuple(CASES)}, via {VIAS}")
     if not (1 <= settings.n_queries <= len(QUERIES) and 1 <= settings.n_pages <= len(sample_pages())):
-        raise ValueError(f"n_queries must be 1..{len(QUERIES)} and n_pages 1..4, got {settings.n_queries}, "
-                         f"{settings.n_pages}")
+        raise ValueError(
+            f"n_queries must be 1..{len(QUERIES)} and n_pages 1..4, got {settings.n_queries}, {settings.n_pages}"
+        )
     if work is None:
         with tempfile.TemporaryDirectory(prefix="colqwen3_vllm_parity_") as temporary:
             return run_parity(settings, Path(temporary))
@@ -312,7 +347,7 @@ def run_parity(settings: Settings, work: Optional[Path] = None) -> ParityReport:
     max_pixels = processor.max_num_visual_tokens * processor.tokens_tile**2  # both sides cut pages alike
     queries, pages = list(QUERIES)[: settings.n_queries], sample_pages()[: settings.n_pages]
     folders, references = prepare(settings, Path(work), processor, queries, pages)
-    report = ParityReport(settings)
+    report = ParityReport(settings, folders={name: str(folder) for name, folder in folders.items()})
     runner = run_offline if settings.via == "offline" else run_server
     for case in settings.cases:
         route, checkpoint, _ = CASES[case]

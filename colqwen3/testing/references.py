@@ -30,7 +30,7 @@ def random_unit_vectors(lengths, dim: int = 16, seed: int = 0, sign: Optional[in
 
 
 def pad(items: list[torch.Tensor], side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad `[n_i, dim]` tensors to `[len(items), max n_i, dim]` on `side`; returns (padded, bool mask of real rows)."""
+    """Zero-pad `[n_i, dim]` tensors to `[len(items), max n_i, dim]` on `side`: (padded, bool mask of real rows)."""
     if side not in ("left", "right"):
         raise ValueError(f"`side` must be 'left' or 'right', got {side!r}.")
     width = max(item.shape[0] for item in items)

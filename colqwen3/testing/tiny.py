@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+
+from colqwen3.remote_code import AUTO_MAP, copy_remote_code
 from configuration_colqwen3 import ColQwen3Config
 from modeling_colqwen3 import ColQwen3
 from processing_colqwen3 import ColQwen3Processor
-
-from colqwen3.remote_code import AUTO_MAP, copy_remote_code
 
 LAYOUTS = ("tomoro", "colpali", "unprefixed")
 QWEN_SPECIAL_TOKENS = (
@@ -96,7 +96,9 @@ def write_processor_files(folder: Path, max_num_visual_tokens: int = TINY_MAX_VI
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in _tokenizer_files().items():
         (folder / name).write_text(text)
-    (folder / "preprocessor_config.json").write_text(json.dumps(image_processor_config(max_num_visual_tokens), indent=2))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(image_processor_config(max_num_visual_tokens), indent=2)
+    )
 
 
 def build_processor(max_num_visual_tokens: int = TINY_MAX_VISUAL_TOKENS) -> ColQwen3Processor:

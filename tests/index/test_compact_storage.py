@@ -19,8 +19,9 @@ def structured_page(n, dim=64, seed=0, n_topics=6):
     """Tokens near a few topic directions (shared by every page and query of that size), plus noise."""
     topics = torch.randn(n_topics, dim, generator=torch.Generator().manual_seed(1234))
     g = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.normalize(topics[torch.randint(n_topics, (n,), generator=g)]
-                                         + 0.15 * torch.randn(n, dim, generator=g), dim=1)
+    return torch.nn.functional.normalize(
+        topics[torch.randint(n_topics, (n,), generator=g)] + 0.15 * torch.randn(n, dim, generator=g), dim=1
+    )
 
 
 def maxsim(query, page):
@@ -32,7 +33,9 @@ def greedy_ward(x: np.ndarray, n_clusters: int) -> list[list[int]]:
     clusters = [[i] for i in range(len(x))]
     while len(clusters) > n_clusters:
         cost = lambda i, j: (  # noqa: E731
-            len(clusters[i]) * len(clusters[j]) / (len(clusters[i]) + len(clusters[j]))
+            len(clusters[i])
+            * len(clusters[j])
+            / (len(clusters[i]) + len(clusters[j]))
             * ((x[clusters[i]].mean(0) - x[clusters[j]].mean(0)) ** 2).sum()
         )
         _, i, j = min((cost(i, j), i, j) for i in range(len(clusters)) for j in range(i + 1, len(clusters)))
@@ -94,8 +97,14 @@ def test_pooled_maxsim_stays_close_to_full_precision():
 
 
 @pytest.mark.parametrize(
-    "factor, match", [(0, "pool_factor.*0"), (-2, "pool_factor.*-2"), (2.0, "pool_factor.*2.0"), (True, "True"),
-                      ("2", "pool_factor.*'2'")],
+    "factor, match",
+    [
+        (0, "pool_factor.*0"),
+        (-2, "pool_factor.*-2"),
+        (2.0, "pool_factor.*2.0"),
+        (True, "True"),
+        ("2", "pool_factor.*'2'"),
+    ],
 )
 def test_pool_rejects_bad_pool_factors(factor, match):
     with pytest.raises(ValueError, match=match):
@@ -104,9 +113,14 @@ def test_pool_rejects_bad_pool_factors(factor, match):
 
 @pytest.mark.parametrize(
     "vectors, match",
-    [(torch.ones(5), r"2-D.*\(5,\)"), (torch.ones(2, 3, 4), r"2-D.*\(2, 3, 4\)"), (torch.ones(0, 8), "non-empty"),
-     (torch.ones(3, 0), "non-empty"), (torch.tensor([[1.0, float("nan")]]), "non-finite"),
-     (torch.tensor([[float("inf"), 0.0]]), "non-finite")],
+    [
+        (torch.ones(5), r"2-D.*\(5,\)"),
+        (torch.ones(2, 3, 4), r"2-D.*\(2, 3, 4\)"),
+        (torch.ones(0, 8), "non-empty"),
+        (torch.ones(3, 0), "non-empty"),
+        (torch.tensor([[1.0, float("nan")]]), "non-finite"),
+        (torch.tensor([[float("inf"), 0.0]]), "non-finite"),
+    ],
 )
 def test_pool_and_encode_reject_bad_tensors(vectors, match):
     with pytest.raises(ValueError, match=match):
@@ -177,8 +191,11 @@ def test_bytes_per_token_hand_computed():
 
 
 def test_unknown_dtypes_and_bad_dims_are_rejected():
-    for call in (lambda: encode_tokens(unit_vectors(2), "int4"), lambda: decode_tokens({}, "int4"),
-                 lambda: bytes_per_token("int4", 320)):
+    for call in (
+        lambda: encode_tokens(unit_vectors(2), "int4"),
+        lambda: decode_tokens({}, "int4"),
+        lambda: bytes_per_token("int4", 320),
+    ):
         with pytest.raises(ValueError, match="unknown dtype 'int4'"):
             call()
     with pytest.raises(ValueError, match="dim.*0"):

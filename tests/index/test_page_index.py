@@ -85,6 +85,8 @@ def test_compact_indexes_score_their_stored_values_exactly(tmp_path, corpus, dty
     queries = random_vectors((4, 9), dim=16, seed=3)
     expected = maxsim_float64(queries, stored)
     scores, pages = PageIndex(path).search(queries, top_k=4)
-    assert (scores.double() - expected.topk(4, dim=1).values).abs().max().item() < (2e-2 if dtype == "bfloat16" else 1e-5)
+    assert (scores.double() - expected.topk(4, dim=1).values).abs().max().item() < (
+        2e-2 if dtype == "bfloat16" else 1e-5
+    )
     full_bytes = sum(v.numel() * 2 for v in vectors)
     assert path.stat().st_size < full_bytes  # smaller than bf16 pages

@@ -1,4 +1,4 @@
-"""The main job: `colqwen3 search` / `colqwen3 index` on the sample pages (PNG + PDF), with the offline tiny checkpoint."""
+"""The main job: `colqwen3 search` / `colqwen3 index` on the sample pages (PNG + PDF), offline tiny checkpoint."""
 
 import subprocess
 import sys
@@ -31,8 +31,21 @@ def ranking(out, query):
 
 def test_search_ranks_sample_pages_offline(tmp_path, page_folder):
     index = tmp_path / "index.safetensors"
-    _, out, err = colqwen3("search", "--pages", str(page_folder), "--query", "invoice total",
-                           "--query", "capital of France", "--top-k", "2", "--batch-size", "2", "--index", str(index))
+    _, out, err = colqwen3(
+        "search",
+        "--pages",
+        str(page_folder),
+        "--query",
+        "invoice total",
+        "--query",
+        "capital of France",
+        "--top-k",
+        "2",
+        "--batch-size",
+        "2",
+        "--index",
+        str(index),
+    )
     assert "RANDOM weights" in err and "indexed 6 pages" in err
     for query in ("invoice total", "capital of France"):
         block = ranking(out, query)
@@ -56,8 +69,17 @@ def test_search_reuses_its_index(tmp_path, page_folder, tomoro_checkpoint):
 
 def test_index_then_search(tmp_path, page_folder, tomoro_checkpoint):
     index = tmp_path / "pages.safetensors"
-    colqwen3("index", "--pages", str(page_folder), "--index", str(index), "--model", str(tomoro_checkpoint),
-             "--storage-dtype", "int8")
+    colqwen3(
+        "index",
+        "--pages",
+        str(page_folder),
+        "--index",
+        str(index),
+        "--model",
+        str(tomoro_checkpoint),
+        "--storage-dtype",
+        "int8",
+    )
     assert len(PageIndex(index)) == 6 and PageIndex(index).dtype == "int8"
     _, out, _ = colqwen3("search", "--index", str(index), "--model", str(tomoro_checkpoint), "--query", "paris")
     assert len(ranking(out, "paris")) == 3

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from colqwen3.testing import tiny as kit
-from colqwen3.testing.tiny import embed
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
+from colqwen3.testing import tiny as kit
+from colqwen3.testing.tiny import embed
 from modeling_colqwen3 import ColQwen3
 
 
@@ -37,7 +37,11 @@ def test_layouts_on_disk_are_what_they_claim(tmp_path, model):
     bare = checkpoint_keys(kit.write_checkpoint(tmp_path / "u", layout="unprefixed", model=model))
     assert {k.split(".")[0] for k in tomoro} == {"vlm", "embedding_proj_layer"}
     assert any(k.startswith("vlm.model.visual.") for k in tomoro)
-    assert {".".join(k.split(".")[:2]) for k in colpali} >= {"model.visual", "model.language_model", "custom_text_proj.weight"}
+    assert {".".join(k.split(".")[:2]) for k in colpali} >= {
+        "model.visual",
+        "model.language_model",
+        "custom_text_proj.weight",
+    }
     assert {k.split(".")[0] for k in bare} == {"visual", "language_model", "custom_text_proj"}
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from configuration_colqwen3 import ColQwen3Config
 from transformers import AutoConfig
 
 from colqwen3.testing import tiny as kit
+from configuration_colqwen3 import ColQwen3Config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the shipped 4B config files
 
@@ -26,7 +26,10 @@ def test_sub_configs_accept_none_dict_and_object():
     default = ColQwen3Config()
     assert default.embed_dim == 320 and default.model_type == "colqwen3"
     tiny = kit.tiny_config()
-    ids = {k: getattr(tiny, k) for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")}
+    ids = {
+        k: getattr(tiny, k)
+        for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    }
     from_dicts = ColQwen3Config(
         text_config=tiny.text_config.to_dict(), vision_config=tiny.vision_config.to_dict(), **ids
     )

@@ -5,11 +5,11 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
-from colqwen3.testing import tiny as kit
-from colqwen3.testing.tiny import embed
 from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLConfig
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
 
+from colqwen3.testing import tiny as kit
+from colqwen3.testing.tiny import embed
 from modeling_colqwen3 import _INNER_TAKES_MM_TOKEN_TYPES, ColQwen3
 
 FP32_ATOL = 1e-5
@@ -175,7 +175,9 @@ def test_inputs_embeds_and_tuple_output_match_input_ids(model, processor):
 def test_vllm_shims(model, processor, pages):
     batch = processor.process_images(pages[:1])
     empty = torch.empty(0, 3, dtype=torch.long)
-    positions, deltas = model.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"], empty)
+    positions, deltas = model.get_rope_index(
+        batch["input_ids"], batch["mm_token_type_ids"], batch["image_grid_thw"], empty
+    )
     assert positions.shape == (3, 1, batch["input_ids"].shape[1])
     text = processor.process_queries(["q"])
     text_positions, _ = model.get_rope_index(text["input_ids"], None, empty, empty, text["attention_mask"])

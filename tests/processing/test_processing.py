@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from colqwen3.testing import tiny as kit
-from colqwen3.testing.tiny import embed
 from PIL import Image
 
+from colqwen3.testing import tiny as kit
+from colqwen3.testing.tiny import embed
 from processing_colqwen3 import ColQwen3Processor
 
 PAGE_PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe the image.<|im_end|><|endoftext|>"
@@ -44,7 +44,9 @@ def test_query_format_has_ten_augmentation_tokens(processor):
 def test_left_padding_and_mm_token_type_ids(processor, pages):
     batch = processor.process_queries(["a", "a much longer query text"])
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1
-    assert torch.equal(batch["mm_token_type_ids"], torch.zeros_like(batch["input_ids"]).to(batch["mm_token_type_ids"].dtype))
+    assert torch.equal(
+        batch["mm_token_type_ids"], torch.zeros_like(batch["input_ids"]).to(batch["mm_token_type_ids"].dtype)
+    )
     images = processor.process_images(pages[:2])
     expected = (images["input_ids"] == processor.image_token_id).to(images["mm_token_type_ids"].dtype)
     assert torch.equal(images["mm_token_type_ids"], expected)
@@ -166,7 +168,9 @@ def test_sixteen_bit_is_scaled_not_clipped(processor, pages):
 def test_transparent_areas_become_white_paper(processor):
     clear = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
     white = Image.new("RGB", (64, 64), "white")
-    assert torch.equal(processor.process_images([clear])["pixel_values"], processor.process_images([white])["pixel_values"])
+    assert torch.equal(
+        processor.process_images([clear])["pixel_values"], processor.process_images([white])["pixel_values"]
+    )
 
 
 def test_get_n_patches_matches_the_image_grid(processor):
@@ -192,8 +196,12 @@ print(json.dumps({"class": type(processor).__name__, "video": getattr(processor,
 
 def test_works_without_torchvision(tmp_path):
     """The whole processor path (AutoProcessor over a checkpoint, pages, queries) where torchvision cannot import."""
-    result = subprocess.run([sys.executable, "-c", NO_TORCHVISION_SCRIPT, str(tmp_path / "ckpt")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCHVISION_SCRIPT, str(tmp_path / "ckpt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["class"] == "ColQwen3Processor" and report["video"] is False

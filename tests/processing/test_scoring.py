@@ -3,12 +3,12 @@ float64 brute force of `colqwen3.testing.references`."""
 
 import pytest
 import torch
-from processing_colqwen3 import ColQwen3Processor
-from scoring_colqwen3 import score_multi_vector as score
 
 from colqwen3.testing.references import maxsim_float64, pad
 from colqwen3.testing.references import random_unit_vectors as random_vectors
 from colqwen3.testing.tiny import embed
+from processing_colqwen3 import ColQwen3Processor
+from scoring_colqwen3 import score_multi_vector as score
 
 
 @pytest.mark.parametrize("chunk", [(128, 16384, 2048), (1, 1, 1), (3, 50, 8)], ids=["default", "tiniest", "small"])
@@ -98,7 +98,13 @@ def test_device_is_explicit():
         ([], [torch.ones(2, 4)], {}, ValueError, "`qs` is an empty list"),
         ([torch.ones(2, 4)], [torch.ones(2, 5)], {}, ValueError, "dims"),
         ([torch.full((2, 4), float("nan"))], [torch.ones(2, 4)], {}, ValueError, r"qs\[0\].*NaN"),
-        ([torch.ones(2, 4)], [torch.ones(2, 4), torch.full((1, 4), float("inf"))], {}, ValueError, r"ps\[1\].*infinite"),
+        (
+            [torch.ones(2, 4)],
+            [torch.ones(2, 4), torch.full((1, 4), float("inf"))],
+            {},
+            ValueError,
+            r"ps\[1\].*infinite",
+        ),
         ([[1.0, 2.0]], [torch.ones(2, 4)], {}, TypeError, "tensors"),
         ([torch.ones(2, 4)], [torch.ones(0, 4)], {}, ValueError, r"ps\[0\].*no real tokens"),
         ([torch.ones(2, 4)], torch.zeros(2, 3, 4), {}, ValueError, r"ps\[0\].*no real tokens"),
@@ -119,4 +125,6 @@ def test_processor_delegates_to_the_scoring_module():
     """`ColQwen3Processor.score_multi_vector` is the public name; it must be exactly the scoring module's engine."""
     queries, docs = random_vectors((3, 5), seed=13), random_vectors((4, 2, 7), seed=14)
     for kwargs in ({}, {"batch_size": 1, "chunk_tokens": 3, "query_chunk_tokens": 2}):
-        assert torch.equal(ColQwen3Processor.score_multi_vector(queries, docs, **kwargs), score(queries, docs, **kwargs))
+        assert torch.equal(
+            ColQwen3Processor.score_multi_vector(queries, docs, **kwargs), score(queries, docs, **kwargs)
+        )

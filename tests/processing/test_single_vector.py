@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-import scoring_colqwen3
-from modeling_colqwen3 import SINGLE_VECTOR_STRATEGIES, pool_single_vector
 
+import scoring_colqwen3
 from colqwen3.testing.references import pad, pool_single_vector_float64, random_unit_vectors
 from colqwen3.testing.tiny import embed
+from modeling_colqwen3 import SINGLE_VECTOR_STRATEGIES, pool_single_vector
 
 
 @pytest.mark.parametrize("strategy", ["mean", "max", "first", "last"])

@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
-from colqwen3.testing import tiny as kit
-from colqwen3.testing.tiny import embed
 from transformers import AutoModel
 
 from colqwen3.serving.export import native_route_problem, prepare_for_vllm_native
+from colqwen3.testing import tiny as kit
+from colqwen3.testing.tiny import embed
 
 
 @pytest.mark.parametrize("layout", kit.LAYOUTS)
@@ -39,4 +39,6 @@ def test_native_route_problem_names_the_fix(tmp_path):
     assert problem is not None and "drop the bias" in problem and f"colqwen3 vllm-export {folder}" in problem
     prepare_for_vllm_native(folder)
     assert native_route_problem(folder) is None
-    assert native_route_problem(kit.write_checkpoint(tmp_path / "nobias", model=kit.build_model(head_bias="none"))) is None
+    assert (
+        native_route_problem(kit.write_checkpoint(tmp_path / "nobias", model=kit.build_model(head_bias="none"))) is None
+    )

@@ -8,10 +8,10 @@ import sys
 import jinja2
 import pytest
 import torch
-from colqwen3.testing.tiny import embed
 from PIL import Image
 
 from colqwen3.serving.inputs import IMAGE_TOKEN, PAGE_TEMPLATE, page_document, page_input, page_messages, query_input
+from colqwen3.testing.tiny import embed
 
 
 def render(messages):
@@ -53,7 +53,9 @@ def test_page_input_sends_the_page_as_process_images_sees_it(processor, model):
     assert rgba.convert("RGB").getpixel((0, 0)) == (0, 0, 0)
     inputs = page_input(processor, rgba)
     image = inputs["multi_modal_data"]["image"]
-    assert image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((20, 20)) == (200, 30, 30)
+    assert (
+        image.mode == "RGB" and image.getpixel((0, 0)) == (255, 255, 255) and image.getpixel((20, 20)) == (200, 30, 30)
+    )
     assert inputs["prompt"] == processor.page_prompt()
     sent = processor(text=[inputs["prompt"]], images=[image], return_tensors="pt")
     assert torch.equal(embed(model, sent), embed(model, processor.process_images([rgba])))

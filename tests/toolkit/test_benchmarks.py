@@ -10,14 +10,29 @@ METHODS = ("colpali-engine (fp32)", "ours fp32", "ours bf16 pages", "float64 bru
 
 
 def run_benchmark(name, *args):
-    result = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 def test_bench_scoring_runs_on_tiny_sizes(tmp_path):
-    out = run_benchmark("bench_scoring.py", "--pages", "12", "--queries", "2", "--repeats", "1", "--threads", "1", "--ceiling-size", "256",
-                        "--json-out", str(tmp_path / "scoring.json"))
+    out = run_benchmark(
+        "bench_scoring.py",
+        "--pages",
+        "12",
+        "--queries",
+        "2",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--ceiling-size",
+        "256",
+        "--json-out",
+        str(tmp_path / "scoring.json"),
+    )
     data = json.loads((tmp_path / "scoring.json").read_text())
     assert sorted((row["method"], row["n_queries"]) for row in data["rows"]) == sorted((m, 2) for m in METHODS)
     assert all(row["pairs"] > 0 and row["diff"] < 0.02 for row in data["rows"])
@@ -27,8 +42,17 @@ def test_bench_scoring_runs_on_tiny_sizes(tmp_path):
 
 
 def test_bench_storage_runs_and_checks_itself(tmp_path):
-    run_benchmark("bench_storage.py", "--pages", "8", "--queries", "4", "--threads", "1",
-                  "--json-out", str(tmp_path / "storage.json"))
+    run_benchmark(
+        "bench_storage.py",
+        "--pages",
+        "8",
+        "--queries",
+        "4",
+        "--threads",
+        "1",
+        "--json-out",
+        str(tmp_path / "storage.json"),
+    )
     data = json.loads((tmp_path / "storage.json").read_text())
     assert len(data["rows"]) == 10 and all(data["checks"].values())
     exact = next(row for row in data["rows"] if row["option"] == "pool 1 float32")

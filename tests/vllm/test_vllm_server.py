@@ -1,39 +1,49 @@
-"""End-to-end: `vllm serve` (CPU, vLLM 0.32) on a tiny ColQwen3 checkpoint, both routes, queried over HTTP.
+"""End to end over HTTP: `vllm serve` (CPU, vLLM 0.32) on tiny ColQwen3 checkpoints, both routes, through the one
+harness (`colqwen3 vllm-check --via server`): 4 query and 4 page `/pooling` requests, 4 `/score` calls with page
+images and 1 `/rerank`, each checked against Transformers and against MaxSim of the served vectors. The server is
+always stopped."""
 
-The demo sends a bounded set of requests (2 query + 3 page `/pooling`, 2 `/score` with page images, 1 `/rerank`),
-checks them against Transformers and against MaxSim of the served vectors, and always stops the server."""
-
-import re
+import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("vllm", reason="vLLM is not installed in this environment (only the vllm tier installs it)")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.vllm
 
 
-@pytest.mark.parametrize("route", ["native", "transformers"])
-def test_vllm_serve_route(route):
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "vllm_client.py"), "demo", "--route", route],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=420,
-    )
+@pytest.fixture(scope="module", autouse=True)
+def _needs_vllm():
+    """Only the vllm tier selects these tests (marker `vllm`); anywhere else, say why they cannot run."""
+    pytest.importorskip("vllm", reason="vLLM is not installed in this environment (only the vllm tier installs it)")
+
+
+@pytest.mark.parametrize("case", ["native", "transformers"])
+def test_vllm_serve_route(tmp_path, case):
+    report_path = tmp_path / "report.json"
+    command = [
+        sys.executable,
+        "-m",
+        "colqwen3",
+        "vllm-check",
+        "--via",
+        "server",
+        "--cases",
+        case,
+        "--json-out",
+        str(report_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    match = re.search(rf"PARITY route={route} text_max_abs=(\S+) image_max_abs=(\S+) same_ranking=(\w+)", output)
-    assert match, output[-6000:]
-    text_abs, image_abs = float(match.group(1)), float(match.group(2))
-    assert text_abs < 1e-4
-    if route == "native":
-        assert image_abs < 1e-4 and match.group(3) == "True"
+    report = json.loads(report_path.read_text())
+    assert report["ok"] and not report["errors"], output[-6000:]
+    served = {row["modality"]: row for row in report["comparisons"] if row["reference"] == "transformers"}
+    assert served["text"]["max_abs"] < 1e-4
+    if case == "native":
+        assert served["image"]["max_abs"] < 1e-4 and served["image"]["same_ranking"] == 4
     else:
-        assert 1e-3 < image_abs < float("inf")  # DeepStack dropped: a visible gap, same token counts
-    score = re.search(r"SCORE pages: .* max_abs_vs_pooling=(\S+)", output)
-    assert score and float(score.group(1)) < 1e-3, output[-3000:]
-    assert re.search(r"RERANK .*: \[\(\d+, \S+\), \(\d+, \S+\)\]", output), output[-3000:]
+        assert 1e-3 < served["image"]["max_abs"] < float("inf")  # DeepStack dropped: a visible gap, same token counts
+    info = report["infos"][case]
+    assert info["served_vs_encoded"] < 1e-3  # /score == MaxSim of the /pooling vectors
+    assert info["rerank_top2"] == info["ranking_top2"] and len(info["rerank_top2"]) == 2
