@@ -54,6 +54,6 @@ def test_bench_storage_runs_and_checks_itself(tmp_path):
         str(tmp_path / "storage.json"),
     )
     data = json.loads((tmp_path / "storage.json").read_text())
-    assert len(data["rows"]) == 10 and all(data["checks"].values())
+    assert len(data["rows"]) == 10 and all(data["checks"].values()) and data["full_page_pooling_s"] > 0
     exact = next(row for row in data["rows"] if row["option"] == "pool 1 float32")
     assert exact["max_diff"] == 0.0 and exact["top1"] == 1.0
