@@ -1,8 +1,10 @@
 """`colqwen3 index` and `colqwen3 search`: embed pages into a page index once, rank its pages for text queries."""
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,6 +23,16 @@ local checkpoint folder or a Hub id; without it a tiny RANDOM checkpoint is buil
 works but ranks meaninglessly. Pages are embedded once into a page index (`--index FILE`); a later run with the same
 `--index` and model searches it without embedding again (`--reindex` rebuilds it).
 """
+
+
+def add_json_argument(parser) -> None:
+    parser.add_argument("--json-out", type=Path, default=None, help="also write the ranked pages as JSON")
+
+
+def write_hits_json(path, queries: list[str], results: list, **about) -> None:
+    """`{**about, "results": [{"query", "hits": [hit fields]}]}` for ranked pages (`Hit` or `VllmHit` dataclasses)."""
+    rows = [{"query": query, "hits": [asdict(hit) for hit in hits]} for query, hits in zip(queries, results)]
+    Path(path).write_text(json.dumps({**about, "results": rows}, indent=2) + "\n")
 
 
 def add_model_arguments(parser) -> None:
@@ -56,6 +68,7 @@ def add_parsers(subcommands) -> None:
     search.add_argument("--index", type=Path, help="page index file to build once and reuse (default: a temporary one)")
     search.add_argument("--reindex", action="store_true", help="rebuild --index even if it exists")
     search.add_argument("--top-k", type=int, default=3)
+    add_json_argument(search)
     add_model_arguments(search)
     add_index_arguments(search)
     search.set_defaults(handler=run_search)
@@ -128,6 +141,8 @@ def run_search(args, parser) -> int:
         print(f"\nquery: {query}")
         for hit in hits:
             print(f"  {hit.rank}. {hit.score:8.3f}  {hit.page}")
+    if args.json_out:
+        write_hits_json(args.json_out, queries, results, model=model_id, index=str(index.path), pages=len(index))
     finite = all(torch.isfinite(torch.tensor([hit.score for hit in hits])).all() for hits in results)
     print(
         f"\n{len(index)} pages, {len(queries)} queries in {time.perf_counter() - started:.1f} s; "

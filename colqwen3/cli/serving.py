@@ -4,6 +4,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from colqwen3.cli.search import add_json_argument, write_hits_json
 from colqwen3.serving.routes import OFFLINE_CHECK_ENV_DEFAULTS, ROUTES, apply_cpu_env_defaults
 from colqwen3.testing.tiny import LAYOUTS
 
@@ -42,6 +43,7 @@ def add_parsers(subcommands) -> None:
     search.add_argument("--max-model-len", type=int, default=2048)
     search.add_argument("--dtype", default="auto", help="vLLM dtype (default: the checkpoint's)")
     search.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / compilation")
+    add_json_argument(search)
     add_budget_argument(search)
     search.set_defaults(handler=run_vllm_search)
 
@@ -130,10 +132,13 @@ def run_vllm_search(args, parser) -> int:
         max_pixels=max_pixels,
         enforce_eager=args.enforce_eager,
     )
-    for query, hits in zip(args.query, search_pages(llm, processor, args.query, pages, args.top_k)):
+    results = search_pages(llm, processor, args.query, pages, args.top_k)
+    for query, hits in zip(args.query, results):
         print(f"\nquery: {query}")
         for hit in hits:
             print(f"  {hit.rank}. {hit.score:8.3f} (LLM.score {hit.llm_score:8.3f})  {hit.page}")
+    if args.json_out:
+        write_hits_json(args.json_out, args.query, results, model=str(args.model), route=args.route)
     return 0
 
 

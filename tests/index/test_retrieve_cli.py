@@ -1,5 +1,6 @@
 """The main job: `colqwen3 search` / `colqwen3 index` on the sample pages (PNG + PDF), offline tiny checkpoint."""
 
+import json
 import subprocess
 import sys
 
@@ -58,10 +59,12 @@ def test_search_ranks_sample_pages_offline(tmp_path, page_folder):
 def test_search_reuses_its_index(tmp_path, page_folder, tomoro_checkpoint):
     index = tmp_path / "index.safetensors"
     common = ["search", "--model", str(tomoro_checkpoint), "--index", str(index), "--query", "total due"]
-    _, built, built_err = colqwen3(*common, "--pages", str(page_folder))
-    _, reused, reused_err = colqwen3(*common)  # no --pages: nothing is embedded again
+    _, _, built_err = colqwen3(*common, "--pages", str(page_folder), "--json-out", str(tmp_path / "built.json"))
+    _, _, reused_err = colqwen3(*common, "--json-out", str(tmp_path / "reused.json"))  # no --pages: no embedding
     assert "indexed 6 pages" in built_err and f"searching {index}: 6 pages" in reused_err
-    assert ranking(built, "total due") == ranking(reused, "total due")
+    built, reused = (json.loads((tmp_path / name).read_text()) for name in ("built.json", "reused.json"))
+    assert built["results"] == reused["results"] and built["pages"] == reused["pages"] == 6
+    assert [hit["rank"] for hit in built["results"][0]["hits"]] == [1, 2, 3]
     other_model = kit.write_checkpoint(tmp_path / "other")
     status, _, err = colqwen3("search", "--model", str(other_model), "--index", str(index), "--query", "q", check=False)
     assert status != 0 and "--reindex" in err, err[-2000:]

@@ -1,6 +1,8 @@
 """MaxSim scoring (`scoring_colqwen3.score_multi_vector`, also `ColQwen3Processor.score_multi_vector`) against the
 float64 brute force of `colqwen3.testing.references`."""
 
+import inspect
+
 import pytest
 import torch
 
@@ -10,8 +12,12 @@ from colqwen3.testing.tiny import embed
 from processing_colqwen3 import ColQwen3Processor
 from scoring_colqwen3 import score_multi_vector as score
 
+DEFAULT_BLOCKS = tuple(
+    inspect.signature(score).parameters[name].default for name in ("batch_size", "chunk_tokens", "query_chunk_tokens")
+)
 
-@pytest.mark.parametrize("chunk", [(128, 16384, 2048), (1, 1, 1), (3, 50, 8)], ids=["default", "tiniest", "small"])
+
+@pytest.mark.parametrize("chunk", [DEFAULT_BLOCKS, (1, 1, 1), (3, 50, 8)], ids=["defaults", "tiniest", "small"])
 def test_ragged_random_inputs_match_float64(chunk):
     batch_size, chunk_tokens, query_chunk_tokens = chunk
     queries = random_vectors((3, 7, 1, 12), seed=1)

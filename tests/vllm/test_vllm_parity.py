@@ -120,9 +120,9 @@ def test_vllm_search_refuses_then_serves_a_biased_checkpoint(tmp_path):
     assert status != 0 and "colqwen3 vllm-export" in output and "drop the bias" in output, output[-3000:]
 
     assert colqwen3("vllm-export", str(folder))[0] == 0
-    status, output = colqwen3(*args, "--dtype", "float32")
+    status, output = colqwen3(*args, "--dtype", "float32", "--json-out", str(tmp_path / "hits.json"))
     assert status == 0, output[-6000:]
-    hits = [line.split() for line in output.splitlines() if "(LLM.score" in line]
-    assert len(hits) == 2, output[-3000:]
-    # "1.   8.123 (LLM.score    8.123)  name": MaxSim of LLM.encode vectors and LLM.score agree (printed to 3 decimals)
-    assert all(abs(float(hit[1]) - float(hit[3].rstrip(")"))) < 1e-2 for hit in hits)
+    (result,) = json.loads((tmp_path / "hits.json").read_text())["results"]
+    assert result["query"] == "total due" and [hit["rank"] for hit in result["hits"]] == [1, 2]
+    # MaxSim of the LLM.encode vectors and LLM.score (computed inside vLLM) agree for every hit
+    assert all(abs(hit["score"] - hit["llm_score"]) < 1e-3 for hit in result["hits"]), result
