@@ -20,6 +20,8 @@ AUTO_MAP = {
     "AutoModel": "modeling_colqwen3.ColQwen3",
     "AutoProcessor": "processing_colqwen3.ColQwen3Processor",
 }
+# Weight layouts the remote code loads (key names: see CHECKPOINT_KEY_MAPPING in modeling_colqwen3.py).
+CHECKPOINT_LAYOUTS = ("tomoro", "colpali", "unprefixed")
 # Configuration files a complete checkpoint carries beside its weights and tokenizer.
 CONFIG_FILES = ("config.json", "preprocessor_config.json", "processor_config.json")
 

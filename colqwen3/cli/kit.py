@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from colqwen3.remote_code import CHECKPOINT_LAYOUTS
 from colqwen3.testing.pages import write_sample_pages
-from colqwen3.testing.tiny import LAYOUTS, write_checkpoint
 
 
 def add_parsers(subcommands) -> None:
@@ -13,7 +13,7 @@ def add_parsers(subcommands) -> None:
 
     tiny = subcommands.add_parser("tiny-checkpoint", help="write a tiny checkpoint with RANDOM weights (offline)")
     tiny.add_argument("folder", type=Path)
-    tiny.add_argument("--layout", choices=LAYOUTS, default="tomoro")
+    tiny.add_argument("--layout", choices=CHECKPOINT_LAYOUTS, default="tomoro")
     tiny.add_argument("--head-bias", choices=("random", "zero", "none"), default="random")
     tiny.add_argument("--max-visual-tokens", type=int, default=64)
     tiny.add_argument("--seed", type=int, default=0)
@@ -27,6 +27,8 @@ def run_sample_pages(args, parser) -> int:
 
 
 def run_tiny_checkpoint(args, parser) -> int:
+    from colqwen3.testing.tiny import write_checkpoint  # loads transformers: only when this subcommand runs
+
     folder = write_checkpoint(
         args.folder,
         layout=args.layout,

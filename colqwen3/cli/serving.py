@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from colqwen3.cli.search import add_json_argument, write_hits_json
+from colqwen3.remote_code import CHECKPOINT_LAYOUTS
 from colqwen3.serving.routes import OFFLINE_CHECK_ENV_DEFAULTS, ROUTES, apply_cpu_env_defaults
-from colqwen3.testing.tiny import LAYOUTS
 
 
 def add_parsers(subcommands) -> None:
@@ -66,7 +66,7 @@ def add_check_parser(subcommands) -> None:
     check = subcommands.add_parser("vllm-check", help="vLLM vs Transformers parity on tiny offline checkpoints")
     check.add_argument("--cases", nargs="+", choices=tuple(CASES), default=list(DEFAULT_CASES))
     check.add_argument("--via", choices=VIAS, default="offline", help="offline LLM engines or `vllm serve` over HTTP")
-    check.add_argument("--layout", choices=LAYOUTS, default="tomoro")
+    check.add_argument("--layout", choices=CHECKPOINT_LAYOUTS, default="tomoro")
     check.add_argument("--tie-word-embeddings", action="store_true", help="tied LM head (default: untied, on disk)")
     check.add_argument("--queries", type=int, default=defaults.n_queries, help="how many queries (1-4)")
     check.add_argument("--pages", type=int, default=defaults.n_pages, help="how many sample pages (1-4)")

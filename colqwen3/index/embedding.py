@@ -6,9 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import transformers
 
-IS_TRANSFORMERS_5 = int(transformers.__version__.split(".")[0]) >= 5
+
+def is_transformers_5() -> bool:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) >= 5
 
 
 def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[str] = None):
@@ -31,7 +34,7 @@ def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[
     # transformers 4.57 spells `dtype` as `torch_dtype` (delete the branch with 4.57 support)
     kwargs = {
         "trust_remote_code": True,
-        "dtype" if IS_TRANSFORMERS_5 else "torch_dtype": (torch.bfloat16 if on_cuda else torch.float32),
+        "dtype" if is_transformers_5() else "torch_dtype": (torch.bfloat16 if on_cuda else torch.float32),
     }
     if on_cuda:
         kwargs["attn_implementation"] = "flash_attention_2" if _has_flash_attn() else "sdpa"

@@ -32,7 +32,6 @@ import torch
 
 from colqwen3.serving.export import prepare_for_vllm_native
 from colqwen3.testing.pages import sample_pages
-from colqwen3.testing.tiny import build_model, build_processor, tiny_config, write_checkpoint
 from scoring_colqwen3 import score_multi_vector
 
 # case -> (route, checkpoint, reference)
@@ -158,6 +157,8 @@ def without_deepstack(model):
 
 
 def _model_for(reference: str, settings: Settings):
+    from colqwen3.testing.tiny import build_model, tiny_config
+
     bias = "none" if reference == "nobias" else ("zero" if reference == "zerobias" else "random")
     config = tiny_config(tie_word_embeddings=settings.tie_word_embeddings, embedding_proj_bias=bias != "none")
     return build_model(config, seed=settings.seed, head_bias=bias)
@@ -165,6 +166,8 @@ def _model_for(reference: str, settings: Settings):
 
 def prepare(settings: Settings, work: Path, processor, queries, pages) -> tuple[dict, dict]:
     """Checkpoint folders {checkpoint: path} and references {reference: Embeddings}, before any engine starts."""
+    from colqwen3.testing.tiny import write_checkpoint
+
     folders, references = {}, {}
     for case in settings.cases:
         _, checkpoint, reference = CASES[case]
@@ -341,6 +344,8 @@ def run_parity(settings: Settings, work: Optional[Path] = None) -> ParityReport:
     if work is None:
         with tempfile.TemporaryDirectory(prefix="colqwen3_vllm_parity_") as temporary:
             return run_parity(settings, Path(temporary))
+    from colqwen3.testing.tiny import build_processor  # transformers loads here, not with `colqwen3 --help`
+
     processor = build_processor()
     if settings.max_visual_tokens is not None:
         processor.max_num_visual_tokens = settings.max_visual_tokens

@@ -13,11 +13,11 @@ from typing import Optional
 import torch
 
 from colqwen3.remote_code import AUTO_MAP, copy_remote_code
+from colqwen3.remote_code import CHECKPOINT_LAYOUTS as LAYOUTS
 from configuration_colqwen3 import ColQwen3Config
 from modeling_colqwen3 import ColQwen3
 from processing_colqwen3 import ColQwen3Processor
 
-LAYOUTS = ("tomoro", "colpali", "unprefixed")
 QWEN_SPECIAL_TOKENS = (
     "<|endoftext|>",
     "<|im_start|>",
