@@ -3,6 +3,7 @@
 Written for clarity, not speed: float64, one pair at a time, no shared code with `scoring_colqwen3`.
 """
 
+import math
 from typing import Optional
 
 import torch
@@ -52,3 +53,36 @@ def pool_single_vector_float64(tokens: torch.Tensor, strategy: str) -> torch.Ten
         "last": lambda: tokens[-1],
     }[strategy]()
     return vector / vector.norm()
+
+
+def infonce_float64(scores: torch.Tensor, temperature: float, offset: int = 0) -> float:
+    """InfoNCE by its definition, one query at a time in float64 (log-sum-exp written out)."""
+    total = 0.0
+    for a, row in enumerate(scores.double().tolist()):
+        logits = [value / temperature for value in row]
+        top = max(logits)
+        total += -logits[offset + a] + top + math.log(sum(math.exp(v - top) for v in logits))
+    return total / scores.shape[0]
+
+
+def pairwise_softplus_float64(scores: torch.Tensor, temperature: float, offset: int = 0) -> float:
+    """Softplus against the hardest in-batch negative, one query at a time in float64."""
+    total = 0.0
+    for a, row in enumerate(scores.double().tolist()):
+        positive = row[offset + a]
+        hardest = max(value for b, value in enumerate(row) if b != offset + a)
+        total += _softplus((hardest - positive) / temperature)
+    return total / scores.shape[0]
+
+
+def hard_negative_float64(scores, negative_scores, temperature, pairwise_temperature, weight, offset=0) -> float:
+    """(1 - w) * InfoNCE + w * mean softplus((hard negative - positive) / tau_pair), in float64."""
+    terms = []
+    for a, row in enumerate(negative_scores.double().tolist()):
+        positive = float(scores[a, offset + a])
+        terms += [_softplus((value - positive) / pairwise_temperature) for value in row]
+    return (1 - weight) * infonce_float64(scores, temperature, offset) + weight * sum(terms) / len(terms)
+
+
+def _softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
