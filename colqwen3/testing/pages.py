@@ -48,3 +48,33 @@ def write_sample_pages(folder, with_pdf: bool = True) -> list[Path]:
         first.save(folder / "appendix.pdf", save_all=True, append_images=rest, resolution=72)
         paths.append(folder / "appendix.pdf")
     return paths
+
+
+COLOURS = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 70, 220),
+    "yellow": (235, 210, 40),
+    "purple": (130, 50, 160),
+    "orange": (240, 140, 30),
+    "black": (20, 20, 20),
+    "grey": (140, 140, 140),
+}
+
+
+def colour_examples(n: int, seed: int = 0, size: int = 96) -> list[dict]:
+    """A learnable retrieval task: page `i` is mostly one colour (with a few small boxes of others), its query names the
+    colour. Rows are `{"query", "image"}` (the colpali training format); colours cycle, so every colour recurs."""
+    generator = torch.Generator().manual_seed(seed)
+    names = list(COLOURS)
+    rows = []
+    for index in range(n):
+        name = names[index % len(names)]
+        page = Image.new("RGB", (size, size), COLOURS[name])
+        draw = ImageDraw.Draw(page)
+        for _ in range(3):
+            x, y = (int(v) for v in torch.randint(0, size - 16, (2,), generator=generator))
+            other = names[int(torch.randint(len(names), (1,), generator=generator))]
+            draw.rectangle([x, y, x + 12, y + 12], fill=COLOURS[other])
+        rows.append({"query": f"the {name} page", "image": page})
+    return rows

@@ -1,0 +1,347 @@
+"""Fine-tune ColQwen3 with LoRA (or fully) on late-interaction losses, over the Hugging Face `Trainer`.
+
+The `Trainer` brings what scale-out needs unchanged: `accelerate launch` data parallelism, DeepSpeed ZeRO and FSDP
+(`deepspeed=` / `fsdp=` arguments or an accelerate config), resumable checkpoints, `report_to` logging. This module adds
+the model set-up (a ColQwen3 checkpoint, or a plain Qwen3-VL checkpoint plus a new seeded head), the LoRA targets, the
+loss (`colqwen3.train.losses.contrastive_loss`, pages gathered across processes), exact periodic retrieval metrics,
+and the outputs: `adapter/`, and `merged/` in the Tomoro layout with the remote code.
+"""
+
+import inspect
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from colqwen3.remote_code import copy_remote_code
+from colqwen3.train.data import ColQwen3Collator, check_examples, load_examples
+from colqwen3.train.evaluate import retrieval_metrics
+from colqwen3.train.losses import contrastive_loss
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LOSSES = ("infonce", "pairwise", "hard-negatives")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; the defaults are the published ColQwen3 recipe (colpali-engine 0.3.18)."""
+
+    model: str
+    data: object
+    output_dir: str
+    eval_data: object = None
+    split: str = "train"
+    eval_split: str = "test"
+    lora_r: int = 32
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    full_finetune: bool = False
+    learning_rate: float = 2e-4
+    warmup_steps: int = 100
+    epochs: float = 5.0
+    max_steps: int = -1
+    batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    loss: str = "infonce"
+    temperature: float = 0.02
+    pairwise_temperature: float = 1.0
+    normalize_scores: bool = True
+    hard_negatives: int = 0
+    hard_negative_weight: float = 0.5
+    max_visual_tokens: int = 768
+    gradient_checkpointing: bool = True
+    bf16: Optional[bool] = None  # None: bf16 weights on CUDA, float32 on CPU
+    attn_implementation: Optional[str] = None  # None: FlashAttention 2 on CUDA when installed, else sdpa
+    seed: int = 0
+    head_seed: int = 0
+    embed_dim: int = 320
+    logging_steps: int = 10
+    save_steps: int = 500
+    eval_steps: Optional[int] = None
+    save_total_limit: Optional[int] = 2
+    report_to: list = field(default_factory=lambda: ["none"])
+    resume: bool = False
+    deepspeed: Optional[str] = None
+    fsdp: str = ""
+
+    def check(self) -> None:
+        """Raise `ValueError` naming the first bad setting."""
+        positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_visual_tokens")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("learning_rate", "temperature", "pairwise_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout!r}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"`loss` must be one of {LOSSES}, got {self.loss!r}.")
+        if (self.loss == "hard-negatives") != (self.hard_negatives > 0):
+            raise ValueError("loss 'hard-negatives' and `hard_negatives` > 0 go together "
+                             f"(got loss {self.loss!r}, hard_negatives {self.hard_negatives}).")  # fmt: skip
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise ValueError(f"give a positive `epochs` or `max_steps`, got {self.epochs!r} and {self.max_steps!r}.")
+
+
+# ----- model -----
+def _runtime(config: TrainConfig) -> tuple[torch.dtype, str]:
+    on_cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else on_cuda) else torch.float32
+    attention = config.attn_implementation
+    if attention is None:
+        from colqwen3.index.embedding import _has_flash_attn
+
+        attention = "flash_attention_2" if on_cuda and _has_flash_attn() else "sdpa"
+    return dtype, attention
+
+
+def load_processor(model_id: str):
+    """The checkpoint's ColQwen3 processor; for a plain Qwen3-VL checkpoint, one built from its tokenizer and image
+    processor (no video processor, so no torchvision)."""
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    from processing_colqwen3 import ColQwen3Processor
+
+    if getattr(AutoConfig.from_pretrained(model_id, trust_remote_code=True), "model_type", None) == "colqwen3":
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(model_id, trust_remote_code=True)
+    return ColQwen3Processor(AutoImageProcessor.from_pretrained(model_id), AutoTokenizer.from_pretrained(model_id))
+
+
+def load_base_model(config: TrainConfig, processor):
+    """A `ColQwen3` to train: the checkpoint itself, or a plain Qwen3-VL checkpoint plus a head initialised from
+    `head_seed`. The latter is saved to `output_dir/base` (with the processor) so adapters reload deterministically."""
+    from transformers import AutoConfig
+
+    from colqwen3.index.embedding import is_transformers_5
+    from configuration_colqwen3 import ColQwen3Config
+    from modeling_colqwen3 import ColQwen3
+
+    dtype, attention = _runtime(config)
+    loading = {"dtype" if is_transformers_5() else "torch_dtype": dtype, "attn_implementation": attention}
+    source = AutoConfig.from_pretrained(config.model, trust_remote_code=True)
+    if getattr(source, "model_type", None) == "colqwen3":
+        return ColQwen3.from_pretrained(config.model, **loading), config.model
+    if getattr(source, "model_type", None) != "qwen3_vl":
+        raise ValueError(f"{config.model} is neither a ColQwen3 nor a Qwen3-VL checkpoint (model_type "
+                         f"{getattr(source, 'model_type', None)!r}).")  # fmt: skip
+    from transformers import Qwen3VLForConditionalGeneration
+
+    backbone = Qwen3VLForConditionalGeneration.from_pretrained(config.model, **loading)
+    settings = {k: v for k, v in source.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
+    model = ColQwen3(ColQwen3Config(**{**settings, "embed_dim": config.embed_dim}))
+    model.vlm.load_state_dict(backbone.state_dict(), strict=True)
+    torch.manual_seed(config.head_seed)
+    model.embedding_proj_layer.reset_parameters()
+    model = model.to(dtype)
+    base = Path(config.output_dir) / "base"
+    save_checkpoint(model, processor, base)
+    return ColQwen3.from_pretrained(base, **loading), str(base)
+
+
+def apply_lora(model, config: TrainConfig):
+    """LoRA on the language model's attention and MLP projections only (never the vision tower); the head is trained
+    fully. With `full_finetune`, every weight trains and no adapter is made."""
+    if config.full_finetune:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        init_lora_weights="gaussian",
+        bias="none",
+        # a regex: only `...language_model.layers.N.(self_attn|mlp).<name>` match, never `visual.*`
+        target_modules=r".*language_model.*\.(" + "|".join(LORA_TARGETS) + r")$",
+        modules_to_save=["embedding_proj_layer"],
+    )
+    return get_peft_model(model, lora)
+
+
+def save_checkpoint(model, processor, folder) -> Path:
+    """A complete, loadable checkpoint: weights in the Tomoro layout, config with auto_map, processor, remote code."""
+    from colqwen3.remote_code import AUTO_MAP
+    from modeling_colqwen3 import ColQwen3
+
+    folder = Path(folder)
+    ColQwen3.register_for_auto_class("AutoModel")
+    type(processor).register_for_auto_class("AutoProcessor")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(auto_map=dict(AUTO_MAP), architectures=["ColQwen3"])
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    copy_remote_code(folder)
+    return folder
+
+
+# ----- the trainer -----
+class ColQwen3Trainer(Trainer):
+    """`Trainer` with the late-interaction loss, and evaluation that also reports exact nDCG@5 / recall@5."""
+
+    def __init__(self, *args, loss_config: TrainConfig, retrieval_examples=None, retrieval_processor=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_config = loss_config
+        self.retrieval_examples, self.retrieval_processor = retrieval_examples, retrieval_processor
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        config = self.loss_config
+        queries, pages = inputs["queries"], inputs["pages"]
+        query_embeddings = model(**queries).embeddings
+        page_embeddings = model(**pages).embeddings
+        negatives = None
+        if "negatives" in inputs:
+            negatives = (model(**inputs["negatives"]).embeddings, inputs["negatives"]["attention_mask"])
+        loss = contrastive_loss(
+            query_embeddings,
+            queries["attention_mask"],
+            page_embeddings,
+            pages["attention_mask"],
+            loss=config.loss,
+            temperature=config.temperature,
+            pairwise_temperature=config.pairwise_temperature,
+            normalize=config.normalize_scores,
+            negatives=negatives,
+            negative_weight=config.hard_negative_weight,
+        )
+        return (loss, {"query_embeddings": query_embeddings}) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.retrieval_examples is not None:
+            found = retrieval_metrics(self.model, self.retrieval_processor, self.retrieval_examples)
+            found = {f"{metric_key_prefix}_{name}": value for name, value in found.items()}
+            self.log(found)
+            metrics.update(found)
+        return metrics
+
+
+def training_arguments(config: TrainConfig, has_eval: bool) -> TrainingArguments:
+    """`TrainingArguments` for the run, spelled for transformers 4.57 and 5.x alike."""
+    eval_steps = config.eval_steps or config.save_steps
+    arguments = dict(
+        output_dir=str(Path(config.output_dir) / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        bf16=False,  # bf16 *weights* (the recipe), not mixed precision: the model is loaded in `dtype` already
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_strategy="steps",
+        save_total_limit=config.save_total_limit,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps if has_eval else None,
+        remove_unused_columns=False,  # rows hold PIL images; the collator builds the model inputs
+        label_names=[],
+        report_to=config.report_to,
+        seed=config.seed,
+        deepspeed=config.deepspeed,
+        fsdp=config.fsdp,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+    )
+    accepted = inspect.signature(TrainingArguments.__init__).parameters
+    return TrainingArguments(**{name: value for name, value in arguments.items() if name in accepted})
+
+
+# ----- a run -----
+@dataclass
+class TrainResult:
+    output_dir: str
+    base_model: str
+    adapter_dir: Optional[str]
+    merged_dir: str
+    global_step: int
+    train_loss: float
+    eval_metrics: dict
+
+
+def _datasets(config: TrainConfig):
+    train = load_examples(config.data, config.split, config.hard_negatives)
+    check_examples(train, config.hard_negatives)
+    evaluation = None
+    if config.eval_data is not None:
+        evaluation = load_examples(config.eval_data, config.eval_split, config.hard_negatives)
+        check_examples(evaluation, config.hard_negatives)
+    return train, evaluation
+
+
+def _last_checkpoint(config: TrainConfig) -> Optional[str]:
+    if not config.resume:
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(config.output_dir) / "checkpoints"
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        raise ValueError(f"--resume: no checkpoint to resume from in {folder}")
+    return last
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Run one training job (see `TrainConfig`); writes `adapter/`, `merged/` and `training_run.json`."""
+    config.check()
+    output = Path(config.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    train_rows, eval_rows = _datasets(config)
+    processor = load_processor(config.model)
+    torch.manual_seed(config.seed)
+    model, base = load_base_model(config, processor)
+    model = apply_lora(model, config)
+    trainer = ColQwen3Trainer(
+        model=model,
+        args=training_arguments(config, has_eval=eval_rows is not None),
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
+        data_collator=ColQwen3Collator(processor, config.max_visual_tokens, config.hard_negatives),
+        loss_config=config,
+        retrieval_examples=eval_rows,
+        retrieval_processor=processor,
+    )
+    outcome = trainer.train(resume_from_checkpoint=_last_checkpoint(config))
+    metrics = trainer.evaluate() if eval_rows is not None else {}
+    adapter_dir, merged_dir = save_outputs(trainer.model, processor, output, config)
+    result = TrainResult(str(output), base, adapter_dir, str(merged_dir), trainer.state.global_step,
+                         float(outcome.training_loss), metrics)  # fmt: skip
+    run = {
+        "config": {k: v for k, v in asdict(config).items() if k not in ("data", "eval_data")},
+        "result": asdict(result),
+    }
+    run["config"]["data"], run["config"]["eval_data"] = str(config.data)[:200], str(config.eval_data)[:200]
+    (output / "training_run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
+    return result
+
+
+def save_outputs(model, processor, output: Path, config: TrainConfig) -> tuple[Optional[str], Path]:
+    """`adapter/` (LoRA runs) and `merged/`: a plain ColQwen3 checkpoint in the Tomoro layout with the remote code.
+
+    The merged processor keeps the inference visual-token budget; the training cap is recorded in
+    `training_run.json` (`max_visual_tokens`)."""
+    adapter_dir = None
+    if hasattr(model, "merge_and_unload"):
+        adapter_dir = str(output / "adapter")
+        model.save_pretrained(adapter_dir)
+        model = model.merge_and_unload()
+    merged = save_checkpoint(model, processor, output / "merged")
+    print(f"saved {'adapter and ' if adapter_dir else ''}merged checkpoint to {output}", file=sys.stderr)
+    return adapter_dir, merged
