@@ -10,7 +10,7 @@ and the outputs: `adapter/`, and `merged/` in the Tomoro layout with the remote 
 import inspect
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -18,75 +18,10 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from colqwen3.remote_code import copy_remote_code
+from colqwen3.train.config import LORA_TARGETS, TrainConfig
 from colqwen3.train.data import ColQwen3Collator, check_examples, load_examples
 from colqwen3.train.evaluate import retrieval_metrics
 from colqwen3.train.losses import contrastive_loss
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LOSSES = ("infonce", "pairwise", "hard-negatives")
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a run; the defaults are the published ColQwen3 recipe (colpali-engine 0.3.18)."""
-
-    model: str
-    data: object
-    output_dir: str
-    eval_data: object = None
-    split: str = "train"
-    eval_split: str = "test"
-    lora_r: int = 32
-    lora_alpha: int = 32
-    lora_dropout: float = 0.1
-    full_finetune: bool = False
-    learning_rate: float = 2e-4
-    warmup_steps: int = 100
-    epochs: float = 5.0
-    max_steps: int = -1
-    batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    loss: str = "infonce"
-    temperature: float = 0.02
-    pairwise_temperature: float = 1.0
-    normalize_scores: bool = True
-    hard_negatives: int = 0
-    hard_negative_weight: float = 0.5
-    max_visual_tokens: int = 768
-    gradient_checkpointing: bool = True
-    bf16: Optional[bool] = None  # None: bf16 weights on CUDA, float32 on CPU
-    attn_implementation: Optional[str] = None  # None: FlashAttention 2 on CUDA when installed, else sdpa
-    seed: int = 0
-    head_seed: int = 0
-    embed_dim: int = 320
-    logging_steps: int = 10
-    save_steps: int = 500
-    eval_steps: Optional[int] = None
-    save_total_limit: Optional[int] = 2
-    report_to: list = field(default_factory=lambda: ["none"])
-    resume: bool = False
-    deepspeed: Optional[str] = None
-    fsdp: str = ""
-
-    def check(self) -> None:
-        """Raise `ValueError` naming the first bad setting."""
-        positive = ("lora_r", "lora_alpha", "batch_size", "gradient_accumulation_steps", "max_visual_tokens")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        for name in ("learning_rate", "temperature", "pairwise_temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"`{name}` must be positive, got {getattr(self, name)!r}.")
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout!r}.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"`loss` must be one of {LOSSES}, got {self.loss!r}.")
-        if (self.loss == "hard-negatives") != (self.hard_negatives > 0):
-            raise ValueError("loss 'hard-negatives' and `hard_negatives` > 0 go together "
-                             f"(got loss {self.loss!r}, hard_negatives {self.hard_negatives}).")  # fmt: skip
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise ValueError(f"give a positive `epochs` or `max_steps`, got {self.epochs!r} and {self.max_steps!r}.")
 
 
 # ----- model -----
@@ -245,6 +180,8 @@ def training_arguments(config: TrainConfig, has_eval: bool) -> TrainingArguments
         bf16=False,  # bf16 *weights* (the recipe), not mixed precision: the model is loaded in `dtype` already
         gradient_checkpointing=config.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=config.gradient_checkpointing,  # transformers >= 5.2x spells it this way
+        activation_checkpointing_kwargs={"use_reentrant": False},
         logging_steps=config.logging_steps,
         save_steps=config.save_steps,
         save_strategy="steps",
@@ -261,6 +198,8 @@ def training_arguments(config: TrainConfig, has_eval: bool) -> TrainingArguments
         use_cpu=not torch.cuda.is_available(),
     )
     accepted = inspect.signature(TrainingArguments.__init__).parameters
+    if "activation_checkpointing" in accepted:  # the old names are deprecated aliases there
+        arguments.pop("gradient_checkpointing"), arguments.pop("gradient_checkpointing_kwargs")
     return TrainingArguments(**{name: value for name, value in arguments.items() if name in accepted})
 
 
@@ -298,8 +237,10 @@ def _last_checkpoint(config: TrainConfig) -> Optional[str]:
     return last
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run one training job (see `TrainConfig`); writes `adapter/`, `merged/` and `training_run.json`."""
+def train(config: TrainConfig, callbacks: Optional[list] = None) -> TrainResult:
+    """Run one training job (see `TrainConfig`); writes `adapter/`, `merged/` and `training_run.json`.
+
+    `callbacks`: extra `transformers.TrainerCallback`s (early stopping, custom logging, ...)."""
     config.check()
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -317,6 +258,7 @@ def train(config: TrainConfig) -> TrainResult:
         loss_config=config,
         retrieval_examples=eval_rows,
         retrieval_processor=processor,
+        callbacks=callbacks,
     )
     outcome = trainer.train(resume_from_checkpoint=_last_checkpoint(config))
     metrics = trainer.evaluate() if eval_rows is not None else {}

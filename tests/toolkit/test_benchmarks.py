@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 METHODS = ("colpali-engine (fp32)", "ours fp32", "ours bf16 pages", "float64 brute force")
 
@@ -57,3 +59,14 @@ def test_bench_storage_runs_and_checks_itself(tmp_path):
     assert len(data["rows"]) == 10 and all(data["checks"].values()) and data["full_page_pooling_s"] > 0
     exact = next(row for row in data["rows"] if row["option"] == "pool 1 float32")
     assert exact["max_diff"] == 0.0 and exact["top1"] == 1.0
+
+
+def test_bench_train_measures_and_computes(tmp_path):
+    run_benchmark("bench_train.py", "--steps", "1", "--batch-sizes", "2", "--json-out", str(tmp_path / "train.json"))
+    data = json.loads((tmp_path / "train.json").read_text())
+    assert data["measured"][0]["batch"] == 2 and data["measured"][0]["samples_per_s"] > 0
+    recipe = next(row for row in data["computed"] if row["batch"] == 64 and row["processes"] == 1)
+    assert 8.0 < recipe["weights"] < 8.6  # 4.44e9 bf16 parameters
+    assert recipe["total"] == pytest.approx(
+        sum(v for k, v in recipe.items() if k not in ("batch", "processes", "total"))
+    )
