@@ -40,6 +40,15 @@ def _check_padded(embeddings: torch.Tensor, mask: torch.Tensor, name: str) -> No
         raise ValueError(f"`{name}` rows {empty} have no real tokens.")
 
 
+def _reduce(sims: torch.Tensor, query_mask: torch.Tensor, page_mask: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """`sims` `[n_q, X, L_q, L_p]` and `page_mask` `[1 or n_q, X, L_p]` -> MaxSim scores `[n_q, X]`."""
+    best = sims.masked_fill(~page_mask[:, :, None, :], float("-inf")).amax(dim=-1)  # [n_q, X, L_q]; every page is real
+    scores = best.masked_fill(~query_mask[:, None, :], 0.0).sum(dim=-1)  # masked_fill, not a multiply: -inf * 0
+    if normalize:
+        scores = scores / query_mask.sum(dim=-1, keepdim=True).float()
+    return scores
+
+
 def masked_maxsim(
     queries: torch.Tensor,
     query_mask: torch.Tensor,
@@ -52,14 +61,8 @@ def masked_maxsim(
     _check_padded(pages, page_mask, "pages")
     if queries.shape[-1] != pages.shape[-1]:
         raise ValueError(f"queries have dim {queries.shape[-1]} but pages have dim {pages.shape[-1]}.")
-    query_mask, page_mask = query_mask.bool(), page_mask.to(pages.device).bool()
     sims = torch.einsum("aid,bjd->abij", queries.float(), pages.float())  # [n_q, n_p, L_q, L_p]
-    sims = sims.masked_fill(~page_mask[None, :, None, :], float("-inf"))
-    best = sims.amax(dim=-1)  # [n_q, n_p, L_q]; finite: every page has a real token
-    scores = best.masked_fill(~query_mask[:, None, :], 0.0).sum(dim=-1)  # masked_fill, not a multiply: -inf * 0
-    if normalize:
-        scores = scores / query_mask.sum(dim=-1, keepdim=True).float()
-    return scores
+    return _reduce(sims, query_mask.bool(), page_mask.to(pages.device).bool()[None], normalize)
 
 
 def paired_maxsim(
@@ -77,11 +80,7 @@ def paired_maxsim(
     pages = pages.view(n_q, n_per_query, *pages.shape[1:])  # [n_q, N, L_p, d]
     page_mask = page_mask.to(pages.device).bool().view(n_q, n_per_query, -1)  # [n_q, N, L_p]
     sims = torch.einsum("aid,anjd->anij", queries.float(), pages.float())  # [n_q, N, L_q, L_p]
-    best = sims.masked_fill(~page_mask[:, :, None, :], float("-inf")).amax(dim=-1)  # [n_q, N, L_q]
-    scores = best.masked_fill(~query_mask.bool()[:, None, :], 0.0).sum(dim=-1)
-    if normalize:
-        scores = scores / query_mask.bool().sum(dim=-1, keepdim=True).float()
-    return scores
+    return _reduce(sims, query_mask.bool(), page_mask, normalize)
 
 
 def _targets(n_queries: int, offset: int, n_pages: int, device) -> torch.Tensor:

@@ -16,12 +16,6 @@ from colqwen3.testing.pages import write_sample_pages
 pytestmark = pytest.mark.vllm
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_vllm():
-    """Only the vllm tier selects these tests (marker `vllm`); anywhere else, say why they cannot run."""
-    pytest.importorskip("vllm", reason="vLLM is not installed in this environment (only the vllm tier installs it)")
-
-
 def colqwen3(*args, timeout=900):
     result = subprocess.run([sys.executable, "-m", "colqwen3", *args], capture_output=True, text=True, timeout=timeout)
     return result.returncode, result.stdout + result.stderr

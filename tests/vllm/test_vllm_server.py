@@ -12,12 +12,6 @@ import pytest
 pytestmark = pytest.mark.vllm
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _needs_vllm():
-    """Only the vllm tier selects these tests (marker `vllm`); anywhere else, say why they cannot run."""
-    pytest.importorskip("vllm", reason="vLLM is not installed in this environment (only the vllm tier installs it)")
-
-
 @pytest.mark.parametrize("case", ["native", "transformers"])
 def test_vllm_serve_route(tmp_path, case):
     report_path = tmp_path / "report.json"
