@@ -96,6 +96,18 @@ class ColQwen3Config(Qwen3VLConfig):
             setattr(self, name, value)
         self._validate_colqwen3()
 
+    def to_dict(self):
+        output = super().to_dict()
+        text = output.get("text_config")
+        if isinstance(text, dict) and text.get("rope_parameters") and not text.get("rope_scaling"):
+            # transformers 5.x writes only `rope_parameters`; 4.57 reads `rope_scaling` and `rope_theta` and fails
+            # without them. Write both spellings so a checkpoint saved on either line loads on the other.
+            # Workaround for transformers 4.57; delete with its support.
+            legacy = dict(text["rope_parameters"])
+            text["rope_theta"] = legacy.pop("rope_theta", text.get("rope_theta"))
+            text["rope_scaling"] = legacy
+        return output
+
     def _validate_colqwen3(self):
         text = self.text_config
         for owner, field in ((text, "hidden_size"), (text, "vocab_size"), (self.vision_config, "spatial_merge_size")):

@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+ROOT=$PWD
 mkdir -p out
 
 ensure_venv() {  # ensure_venv TIER: (re)create .venvs/TIER when its requirements or the package metadata changed
@@ -37,6 +38,10 @@ run_tier() {  # run_tier TIER: exit code 5 (no tests collected) counts as a fail
       return 1
     fi
   fi
+  # checkpoints saved on one transformers line are loaded on the other (tests/*: colqwen3.testing.cross_tier)
+  local other=""
+  case "$tier" in tf4) other=.venvs/tf5/bin/python ;; tf5) other=.venvs/tf4/bin/python ;; esac
+  if [ -n "$other" ] && [ -x "$other" ]; then export COLQWEN3_OTHER_TIER_PYTHON="$ROOT/$other"; fi
   HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error ".venvs/$tier/bin/python" -m pytest -q -rs -m "$markers" \
     --junitxml="out/junit-$tier.xml" || status=$?
   if [ "$status" = 5 ]; then echo "tier $tier collected no tests: that is a broken run"; return 1; fi
@@ -63,6 +68,7 @@ case "${1:-}" in
     if [ ${#tiers[@]} -eq 0 ]; then
       tiers=(tf4 tf5 vllm)
       lint || failed+=(lint)
+      ensure_venv tf4  # both transformers lines exist before either tier runs: each loads the other's checkpoints
     fi
     for tier in "${tiers[@]}"; do
       run_tier "$tier" || failed+=("$tier")

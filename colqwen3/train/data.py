@@ -71,12 +71,16 @@ def load_beir_folder(folder, split: str = "train", hard_negatives: int = 0) -> l
 
 
 def load_examples(source, split: str = "train", hard_negatives: int = 0) -> list:
-    """Training examples from a BEIR folder, a `datasets` table, a list of dicts, or a `load_dataset` id/path."""
+    """Training examples from a BEIR folder, a `datasets` table (or its `save_to_disk` folder), a list of dicts, or a
+    `datasets.load_dataset` id/path."""
     if isinstance(source, (str, Path)) and (Path(source) / "queries.jsonl").exists():
         return load_beir_folder(source, split, hard_negatives)
     if isinstance(source, (str, Path)):
         import datasets  # the `train` extra
 
+        if (Path(source) / "dataset_info.json").exists() or (Path(source) / "dataset_dict.json").exists():
+            table = datasets.load_from_disk(str(source))  # a `save_to_disk` folder
+            return table[split] if isinstance(table, datasets.DatasetDict) else table
         return datasets.load_dataset(str(source), split=split)
     return source
 

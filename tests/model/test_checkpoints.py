@@ -4,11 +4,13 @@ import json
 
 import pytest
 import torch
+import transformers
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from colqwen3.testing import tiny as kit
+from colqwen3.testing.cross_tier import ENVIRONMENT_VARIABLE, embed_in_other_tier, other_tier_python
 from colqwen3.testing.tiny import embed
 from modeling_colqwen3 import ColQwen3
 
@@ -136,3 +138,14 @@ def test_dtype_is_the_callers_choice(tomoro_checkpoint, processor):
     assert embed(loaded, processor.process_queries(["q"])).dtype == torch.bfloat16
     default = ColQwen3.from_pretrained(tomoro_checkpoint, attn_implementation="eager")
     assert default.config._attn_implementation == "eager"
+
+
+def test_a_checkpoint_saved_here_loads_on_the_other_transformers_line(tmp_path, model, processor, pages):
+    """transformers 5.x writes only `rope_parameters`; the config also writes `rope_scaling`/`rope_theta` for 4.57."""
+    if other_tier_python() is None:
+        pytest.skip(f"{ENVIRONMENT_VARIABLE} is unset: `bash scripts/dev.sh test` sets it to the other tier's Python")
+    kit.write_checkpoint(tmp_path / "saved", model=model)  # save_pretrained + processor files and remote code
+    for batch in (processor.process_images(pages[:2]), processor.process_queries(["invoice total", "paris"])):
+        theirs, version = embed_in_other_tier(tmp_path / "saved", batch)
+        assert version.split(".")[0] != transformers.__version__.split(".")[0], version
+        assert (theirs - embed(model, batch)).abs().max().item() <= 1e-5

@@ -7,12 +7,14 @@ import sys
 
 import pytest
 import torch
+import transformers
 from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModel, TrainerCallback
 
 from colqwen3.serving.export import native_route_problem, prepare_for_vllm_native
 from colqwen3.testing import tiny
+from colqwen3.testing.cross_tier import ENVIRONMENT_VARIABLE, embed_in_other_tier, other_tier_python
 from colqwen3.testing.pages import colour_examples
 from colqwen3.testing.tiny import embed
 from colqwen3.train.config import TrainConfig
@@ -92,6 +94,36 @@ def test_merged_checkpoint_equals_the_peft_model(run, checkpoint, held_out):
         processor.process_queries(["the red page"]),
     ):
         assert (embed(peft_model, batch) - embed(merged, batch)).abs().max().item() < 1e-5
+
+
+def test_merged_checkpoint_loads_on_the_other_transformers_line(run, checkpoint, held_out):
+    if other_tier_python() is None:
+        pytest.skip(f"{ENVIRONMENT_VARIABLE} is unset: `bash scripts/dev.sh test` sets it to the other tier's Python")
+    result, _ = run
+    batch = load_processor(str(checkpoint)).process_images([row["image"] for row in held_out[:2]])
+    theirs, version = embed_in_other_tier(result.merged_dir, batch)
+    assert version.split(".")[0] != transformers.__version__.split(".")[0]
+    assert (theirs - embed(loaded(result.merged_dir), batch)).abs().max().item() <= 1e-5
+
+
+def test_full_finetuning_writes_no_adapter(tmp_path, checkpoint):
+    config = TrainConfig(model=str(checkpoint), data=colour_examples(8), output_dir=str(tmp_path), max_steps=2,
+                         full_finetune=True, **FAST)  # fmt: skip
+    result = train(config)
+    assert result.adapter_dir is None and not (tmp_path / "adapter").exists()
+    base, tuned = loaded(checkpoint).state_dict(), loaded(result.merged_dir).state_dict()
+    assert any(not torch.equal(base[k], tuned[k]) for k in base if k.startswith("vlm.model.visual."))  # all trains
+
+
+def test_a_datasets_table_in_the_colpali_format_trains(tmp_path, checkpoint):
+    datasets = pytest.importorskip("datasets", reason="the train extra (datasets) is not installed")
+    rows = colour_examples(8)
+    features = datasets.Features({"query": datasets.Value("string"), "image": datasets.Image()})
+    table = datasets.Dataset.from_dict({k: [row[k] for row in rows] for k in ("query", "image")}, features=features)
+    table.save_to_disk(tmp_path / "table")
+    result = train(TrainConfig(model=str(checkpoint), data=str(tmp_path / "table"), output_dir=str(tmp_path / "run"),
+                               max_steps=2, **FAST))  # fmt: skip
+    assert result.global_step == 2 and result.train_loss > 0
 
 
 def test_merged_checkpoint_is_complete_and_exports_for_vllm(run, tmp_path):
