@@ -4,6 +4,7 @@ so the command and the Python API cannot drift apart."""
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -57,6 +58,8 @@ def run_train(args, parser) -> int:
 
     values = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(TrainConfig)}
     result = train(TrainConfig(**values))
+    if int(os.environ.get("RANK", "0")) != 0:  # under `accelerate launch`, the main process reports
+        return 0
     summary = dataclasses.asdict(result)
     print(json.dumps(summary, indent=2, default=str))
     if args.json_out:

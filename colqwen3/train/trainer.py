@@ -77,7 +77,11 @@ def load_base_model(config: TrainConfig, processor):
     model.embedding_proj_layer.reset_parameters()
     model = model.to(dtype)
     base = Path(config.output_dir) / "base"
-    save_checkpoint(model, processor, base)
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():  # under `accelerate launch`, one process writes, the others wait
+        if PartialState().is_main_process:
+            save_checkpoint(model, processor, base)
     return ColQwen3.from_pretrained(base, **loading), str(base)
 
 
@@ -262,16 +266,25 @@ def train(config: TrainConfig, callbacks: Optional[list] = None) -> TrainResult:
     )
     outcome = trainer.train(resume_from_checkpoint=_last_checkpoint(config))
     metrics = trainer.evaluate() if eval_rows is not None else {}
-    adapter_dir, merged_dir = save_outputs(trainer.model, processor, output, config)
+    adapter_dir, merged_dir = _write_outputs(trainer, processor, output, config)
     result = TrainResult(str(output), base, adapter_dir, str(merged_dir), trainer.state.global_step,
                          float(outcome.training_loss), metrics)  # fmt: skip
-    run = {
-        "config": {k: v for k, v in asdict(config).items() if k not in ("data", "eval_data")},
-        "result": asdict(result),
-    }
-    run["config"]["data"], run["config"]["eval_data"] = str(config.data)[:200], str(config.eval_data)[:200]
-    (output / "training_run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
+    if trainer.is_world_process_zero():
+        run = {"config": {k: v for k, v in asdict(config).items() if k not in ("data", "eval_data")}}
+        run["config"].update(data=str(config.data)[:200], eval_data=str(config.eval_data)[:200])
+        run["result"] = asdict(result)
+        (output / "training_run.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     return result
+
+
+def _write_outputs(trainer, processor, output: Path, config: TrainConfig) -> tuple[Optional[str], Path]:
+    """`save_outputs` on the main process only (under `accelerate launch`); every process gets the paths."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    paths = (str(output / "adapter") if hasattr(model, "merge_and_unload") else None), output / "merged"
+    if trainer.is_world_process_zero():
+        paths = save_outputs(model, processor, output, config)
+    trainer.accelerator.wait_for_everyone()
+    return paths
 
 
 def save_outputs(model, processor, output: Path, config: TrainConfig) -> tuple[Optional[str], Path]:

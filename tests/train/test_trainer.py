@@ -298,3 +298,20 @@ def test_shipped_scale_out_configs_parse():
     for name, kind in (("accelerate_ddp.yaml", "MULTI_GPU"), ("accelerate_fsdp.yaml", "FSDP")):
         config = yaml.safe_load((configs / name).read_text())
         assert config["distributed_type"] == kind and config["mixed_precision"] == "no"
+
+
+def test_accelerate_launch_on_two_cpu_processes(tmp_path, checkpoint):
+    """Data parallel through `accelerate launch` (gloo on CPU): pages gathered across both processes, one writer."""
+    data = tmp_path / "result.json"
+    folder = write_beir(tmp_path / "beir", colour_examples(16))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
+               "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "colqwen3", "train", "--model",
+               str(checkpoint), "--data", str(folder), "--output-dir", str(tmp_path / "run"), "--max-steps", "3",
+               "--batch-size", "4", "--max-visual-tokens", "16", "--warmup-steps", "0",
+               "--json-out", str(data)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(data.read_text())
+    assert result["global_step"] == 3 and result["train_loss"] > 0
+    merged = loaded(result["merged_dir"])
+    assert merged.config.embed_dim == loaded(checkpoint).config.embed_dim
