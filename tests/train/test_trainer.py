@@ -22,7 +22,12 @@ from colqwen3.train.data import check_examples, load_beir_folder
 from colqwen3.train.evaluate import retrieval_metrics
 from colqwen3.train.trainer import load_processor, train
 
-pytest.importorskip("peft", reason="the train extra (peft) is not installed")
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_train_extra():
+    """The tf4 and tf5 environments install the `train` extra; elsewhere, say why these tests cannot run."""
+    pytest.importorskip("peft", reason="the train extra is not installed (pip install -e '.[train]')")
+
 
 FAST = dict(batch_size=8, warmup_steps=0, learning_rate=2e-3, max_visual_tokens=16, lora_r=8, lora_alpha=16,
             lora_dropout=0.0, logging_steps=5, save_steps=10)  # fmt: skip
