@@ -30,14 +30,7 @@ def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[
             file=sys.stderr,
         )
         model_id = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="colqwen3-tiny-")) / "ckpt"))
-    on_cuda = device.startswith("cuda")
-    # transformers 4.57 spells `dtype` as `torch_dtype` (delete the branch with 4.57 support)
-    kwargs = {
-        "trust_remote_code": True,
-        "dtype" if is_transformers_5() else "torch_dtype": (torch.bfloat16 if on_cuda else torch.float32),
-    }
-    if on_cuda:
-        kwargs["attn_implementation"] = "flash_attention_2" if _has_flash_attn() else "sdpa"
+    kwargs = {"trust_remote_code": True, **loading_kwargs(on_cuda=device.startswith("cuda"))}
     if revision:
         kwargs["revision"] = revision
     model = AutoModel.from_pretrained(model_id, **kwargs).to(device).eval()
@@ -45,7 +38,16 @@ def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[
     return model_id, model, processor
 
 
-def _has_flash_attn() -> bool:
+def loading_kwargs(on_cuda: bool, bf16: Optional[bool] = None, attn_implementation: Optional[str] = None) -> dict:
+    """`from_pretrained` dtype and attention: bf16 + FlashAttention 2 (sdpa without flash-attn) on CUDA, float32 + sdpa
+    elsewhere; explicit `bf16` / `attn_implementation` win. The caller's choice, never overridden inside the model."""
+    dtype = torch.bfloat16 if (bf16 if bf16 is not None else on_cuda) else torch.float32
+    attention = attn_implementation or ("flash_attention_2" if on_cuda and has_flash_attn() else "sdpa")
+    # transformers 4.57 spells `dtype` as `torch_dtype` (delete the branch with 4.57 support)
+    return {"dtype" if is_transformers_5() else "torch_dtype": dtype, "attn_implementation": attention}
+
+
+def has_flash_attn() -> bool:
     try:
         import flash_attn  # noqa: F401
     except ImportError:

@@ -171,10 +171,13 @@ def prepare(settings: Settings, work: Path, processor, queries, pages) -> tuple[
     folders, references = {}, {}
     for case in settings.cases:
         _, checkpoint, reference = CASES[case]
+        needs_deepstack_free = case == "transformers" and "no-deepstack" not in references
+        if reference in references and checkpoint in folders and not needs_deepstack_free:
+            continue  # cases share checkpoints and references: build each model once
         model = _model_for(reference, settings)
         if reference not in references:
             references[reference] = reference_embeddings(model, processor, queries, pages)
-        if case == "transformers" and "no-deepstack" not in references:
+        if needs_deepstack_free:
             with without_deepstack(model):
                 references["no-deepstack"] = reference_embeddings(model, processor, queries, pages)
         if checkpoint not in folders:

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from transformers import Trainer, TrainingArguments
 
+from colqwen3.index.embedding import loading_kwargs
 from colqwen3.remote_code import copy_remote_code
 from colqwen3.train.config import LORA_TARGETS, TrainConfig
 from colqwen3.train.data import ColQwen3Collator, check_examples, load_examples
@@ -25,17 +26,6 @@ from colqwen3.train.losses import contrastive_loss
 
 
 # ----- model -----
-def _runtime(config: TrainConfig) -> tuple[torch.dtype, str]:
-    on_cuda = torch.cuda.is_available()
-    dtype = torch.bfloat16 if (config.bf16 if config.bf16 is not None else on_cuda) else torch.float32
-    attention = config.attn_implementation
-    if attention is None:
-        from colqwen3.index.embedding import _has_flash_attn
-
-        attention = "flash_attention_2" if on_cuda and _has_flash_attn() else "sdpa"
-    return dtype, attention
-
-
 def load_processor(model_id: str):
     """The checkpoint's ColQwen3 processor; for a plain Qwen3-VL checkpoint, one built from its tokenizer and image
     processor (no video processor, so no torchvision)."""
@@ -55,12 +45,10 @@ def load_base_model(config: TrainConfig, processor):
     `head_seed`. The latter is saved to `output_dir/base` (with the processor) so adapters reload deterministically."""
     from transformers import AutoConfig
 
-    from colqwen3.index.embedding import is_transformers_5
     from configuration_colqwen3 import ColQwen3Config
     from modeling_colqwen3 import ColQwen3
 
-    dtype, attention = _runtime(config)
-    loading = {"dtype" if is_transformers_5() else "torch_dtype": dtype, "attn_implementation": attention}
+    loading = loading_kwargs(torch.cuda.is_available(), config.bf16, config.attn_implementation)
     source = AutoConfig.from_pretrained(config.model, trust_remote_code=True)
     if getattr(source, "model_type", None) == "colqwen3":
         return ColQwen3.from_pretrained(config.model, **loading), config.model
@@ -75,7 +63,7 @@ def load_base_model(config: TrainConfig, processor):
     model.vlm.load_state_dict(backbone.state_dict(), strict=True)
     torch.manual_seed(config.head_seed)
     model.embedding_proj_layer.reset_parameters()
-    model = model.to(dtype)
+    model = model.to(backbone.dtype)
     base = Path(config.output_dir) / "base"
     from accelerate import PartialState
 
