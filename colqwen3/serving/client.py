@@ -253,9 +253,8 @@ class VllmServer:
         offline: bool = False,
         **launch_options,
     ):
-        self.folder, self.route, self.log_path = str(folder), check_route(route), Path(log_path)
+        self.log_path, self.health_timeout = Path(log_path), health_timeout
         self.offline = offline  # HF_HUB_OFFLINE=1 for the server
-        self.health_timeout, self.launch_options = health_timeout, launch_options
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.argv = launch_command(folder, route, port=self.port, **launch_options)
