@@ -63,9 +63,13 @@ class ColQwen3Processor(Qwen3VLProcessor):
       at most `max_num_visual_tokens` visual tokens per image (a token covers a 32x32 pixel tile).
     - `process_queries(texts)` (and its Tomoro name `process_texts`): `query_prefix + text` followed by
       `num_query_augmentation_tokens` copies of `query_augmentation_token`.
-    - `__call__(text=..., images=...)`: the stock Qwen3-VL call; one `<|image_pad|>` per image in the text is
-      expanded, runs of pads already present are collapsed first, and a text without a placeholder becomes the page
-      prompt with that text appended.
+    - `__call__(images=...)`: page prompts, as `process_images`. With `text=` too: one `<|image_pad|>` per image in
+      the text is expanded (runs of pads already present are collapsed first), and a text without a placeholder
+      becomes the page prompt with that text appended.
+    - `__call__(text=...)` without images: queries, exactly as `process_queries` builds them (what mteb's reference
+      ColQwen3 wrapper relies on), `suffix=` overriding the augmentation tokens. A text that is already a built query
+      is tokenized as it is: a server that runs this processor over prompts a client built (vLLM's Transformers
+      backend) never adds a second augmentation.
     - `score_multi_vector(qs, ps)`: exact MaxSim over real tokens.
 
     Padding is on the left, and `mm_token_type_ids` is always returned.
@@ -174,18 +178,23 @@ class ColQwen3Processor(Qwen3VLProcessor):
             text = re.sub(f"(?:{re.escape(token)})+", token, text)
         return text
 
-    def __call__(self, images=None, text=None, videos=None, **kwargs) -> BatchFeature:
+    def __call__(self, images=None, text=None, videos=None, suffix: Optional[str] = None, **kwargs) -> BatchFeature:
+        if suffix is not None and (images is not None or videos is not None):
+            raise ValueError("`suffix` replaces the query augmentation tokens; it applies to text-only calls.")
         if images is not None:
             images = self.prepare_images(images)
             if text is None:
-                text = [self.image_prompt_prefix + self.prompt_suffix] * len(images)
+                text = [self.page_prompt()] * len(images)
         if text is not None:
             texts = self._check_batch(text, "text", str, "strings")
             if images is not None:
                 # A text without a placeholder is extra page text (Tomoro's format: prefix + " " + text + suffix).
-                texts = [
-                    t if self.image_token in t else f"{self.image_prompt_prefix} {t}{self.prompt_suffix}" for t in texts
-                ]
+                texts = [t if self.image_token in t else self.page_prompt(t) for t in texts]
+            elif videos is None:
+                for index, t in enumerate(texts):
+                    if self.image_token in t or self.video_token in t:
+                        raise ValueError(f"`text[{index}]` holds a vision placeholder but no images were passed: {t!r}")
+                texts = [self.query_prompt(t, suffix) for t in texts]
             text = [self._collapse_placeholders(t) for t in texts]
         kwargs.setdefault("return_tensors", "pt")
         if text is not None and len(text) > 1:
@@ -205,23 +214,44 @@ class ColQwen3Processor(Qwen3VLProcessor):
         extra = f" {text}" if text else ""
         return f"{self.image_prompt_prefix}{extra}{self.prompt_suffix}"
 
-    def query_prompt(self, text: str) -> str:
-        """The trained query format: prefix + text + the augmentation tokens."""
-        return self.query_prefix + text + self.query_augmentation_token * self.num_query_augmentation_tokens
+    @property
+    def query_suffix(self) -> str:
+        """The augmentation tokens every query ends with (10 `<|endoftext|>` for the Tomoro checkpoints)."""
+        return self.query_augmentation_token * self.num_query_augmentation_tokens
+
+    def is_query_prompt(self, text: str) -> bool:
+        """Whether `text` is already a built query (prefix ... augmentation tokens)."""
+        marked = bool(self.query_prefix or self.query_suffix)
+        return marked and text.startswith(self.query_prefix) and text.endswith(self.query_suffix)
+
+    def query_prompt(self, text: str, suffix: Optional[str] = None) -> str:
+        """The trained query format: prefix + stripped text + the augmentation tokens (or `suffix`, when given).
+
+        Idempotent without `suffix`: a text that is already a built query comes back unchanged.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"A query must be a string, got {type(text).__name__}.")
+        if suffix is None:
+            if self.is_query_prompt(text):
+                return text
+            suffix = self.query_suffix
+        elif not isinstance(suffix, str):
+            raise TypeError(f"`suffix` must be a string, got {type(suffix).__name__}.")
+        return self.query_prefix + text.strip() + suffix
 
     def process_images(self, images, **kwargs) -> BatchFeature:
         """Pages -> model inputs (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, token types)."""
         images = self.prepare_images(images)
         return self(text=[self.page_prompt()] * len(images), images=images, padding="longest", **kwargs)
 
-    def process_queries(self, texts, **kwargs) -> BatchFeature:
-        """Queries -> model inputs, in the trained query format (with the augmentation tokens)."""
+    def process_queries(self, texts, suffix: Optional[str] = None, **kwargs) -> BatchFeature:
+        """Queries -> model inputs, in the trained query format (with the augmentation tokens, or `suffix`)."""
         texts = self._check_batch(texts, "texts", str, "strings")
-        return self(text=[self.query_prompt(t) for t in texts], padding="longest", **kwargs)
+        return self(text=texts, suffix=suffix, padding="longest", **kwargs)
 
-    def process_texts(self, texts, **kwargs) -> BatchFeature:
+    def process_texts(self, texts, suffix: Optional[str] = None, **kwargs) -> BatchFeature:
         """Tomoro's name for `process_queries` (same output: Tomoro's version also adds the augmentation tokens)."""
-        return self.process_queries(texts, **kwargs)
+        return self.process_queries(texts, suffix=suffix, **kwargs)
 
     def get_n_patches(self, image_size: tuple[int, int], spatial_merge_size: Optional[int] = None) -> tuple[int, int]:
         """`(n_patches_x, n_patches_y)`: the grid of visual tokens a `(height, width)` image becomes."""

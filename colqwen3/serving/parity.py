@@ -97,6 +97,9 @@ class Comparison:
 class CaseInfo:
     engine_s: float = 0.0
     image_tokens: list = field(default_factory=list)
+    # per query: tokens vLLM embedded minus the tokens of prefix + text (exactly the processor's count, never twice)
+    query_augmentation_tokens: list = field(default_factory=list)
+    expected_augmentation_tokens: int = 0
     served_vs_encoded: Optional[float] = None  # max |LLM.score or /score - MaxSim of the served vectors|
     rerank_top2: Optional[list] = None
     ranking_top2: Optional[list] = None
@@ -301,6 +304,13 @@ def case_checks(case: str, rows: list, info: CaseInfo, settings: Settings) -> li
                 f"{rows[0].same_ranking}/{settings.n_queries} queries rank pages identically",
             )
         )
+    checks.append(
+        Check(
+            f"{case}: query augmentation tokens",
+            set(info.query_augmentation_tokens) == {info.expected_augmentation_tokens},
+            f"{info.query_augmentation_tokens} per query, expected {info.expected_augmentation_tokens} each",
+        )
+    )
     if info.served_vs_encoded is not None:
         checks.append(
             Check(
@@ -318,6 +328,15 @@ def case_checks(case: str, rows: list, info: CaseInfo, settings: Settings) -> li
             )
         )
     return checks
+
+
+def augmentation_counts(processor, queries: list, served: list) -> list:
+    """Tokens each served query carries beyond `query_prefix + text` (its augmentation tokens)."""
+    bare = [
+        processor.tokenizer(processor.query_prompt(q, suffix=""), add_special_tokens=False)["input_ids"]
+        for q in queries
+    ]
+    return [item.shape[0] - len(ids) for item, ids in zip(served, bare)]
 
 
 # ----- the harness -----
@@ -364,6 +383,8 @@ def run_parity(settings: Settings, work: Optional[Path] = None) -> ParityReport:
         except Exception as error:  # report it and go on with the other cases
             report.errors.append(f"{case}: {type(error).__name__}: {error}")
             continue
+        info.query_augmentation_tokens = augmentation_counts(processor, queries, got.text)
+        info.expected_augmentation_tokens = processor.num_query_augmentation_tokens
         rows = _evaluate(case, got, served, info, references, settings)
         report.comparisons += rows
         report.infos[case] = info
@@ -389,7 +410,10 @@ def format_report(report: ParityReport) -> str:
         )
     for case, info in report.infos.items():
         served = "" if info.served_vs_encoded is None else f"; vLLM scores vs MaxSim {info.served_vs_encoded:.2e}"
-        lines.append(f"{case}: {info.engine_s:.1f} s; visual+text tokens per page {info.image_tokens}{served}")
+        lines.append(
+            f"{case}: {info.engine_s:.1f} s; visual+text tokens per page {info.image_tokens}; "
+            f"augmentation tokens per query {info.query_augmentation_tokens}{served}"
+        )
     lines += [f"[{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}" for check in report.checks]
     lines += [f"[ERROR] {error}" for error in report.errors]
     lines.append("OK" if report.ok else "FAILED")

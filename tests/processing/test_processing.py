@@ -41,6 +41,57 @@ def test_query_format_has_ten_augmentation_tokens(processor):
     assert torch.equal(processor.process_texts(["x y"])["input_ids"], processor.process_queries(["x y"])["input_ids"])
 
 
+QUERIES = ["What is the capital of France?", "  total due  ", "a\nmulti-line query", "x"]
+
+
+def test_text_only_call_builds_the_query_format(processor):
+    """mteb's reference ColQwen3 wrapper encodes queries with `processor(text=...)`: Tomoro's processor builds the
+    full query there, so ours must too, token for token what `process_queries` builds."""
+    called, built = processor(text=QUERIES), processor.process_queries(QUERIES)
+    assert called.keys() == built.keys()
+    assert all(torch.equal(called[key], built[key]) for key in called)
+    assert decode_real(processor, called, 1) == "total due" + "<|endoftext|>" * 10  # stripped, as Tomoro's
+    single = processor(text="x")  # one string, as a caller may pass it
+    assert torch.equal(single["input_ids"], processor.process_queries(["x"])["input_ids"])
+
+
+def test_a_built_query_is_never_augmented_twice(processor):
+    """vLLM's Transformers backend runs this processor over the prompt a client already built: still 10 tokens."""
+    pad_id = processor.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    for query in QUERIES:
+        built = processor.query_prompt(query)
+        assert processor.query_prompt(built) == built
+        ids = processor(text=[built])["input_ids"][0]
+        assert torch.equal(ids, processor(text=[query])["input_ids"][0])
+        assert int((ids == pad_id).sum()) == 10
+
+
+def test_suffix_overrides_the_augmentation(processor):
+    for suffix, expected in [("", "x"), ("<|endoftext|>" * 2, "x" + "<|endoftext|>" * 2), ("?", "x?")]:
+        for batch in (processor(text=[" x "], suffix=suffix), processor.process_queries([" x "], suffix=suffix)):
+            assert decode_real(processor, batch) == expected
+    assert decode_real(processor, processor.process_texts(["x"], suffix="")) == "x"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"text": ["q"], "suffix": 3}, TypeError, "`suffix` must be a string, got int"),
+        ({"text": ["q", None]}, TypeError, r"`text\[1\]` must be one of strings, got NoneType"),
+        ({"text": []}, ValueError, "`text` is an empty list"),
+        ({"text": ["q", PAGE_PROMPT]}, ValueError, r"`text\[1\]` holds a vision placeholder but no images"),
+    ],
+)
+def test_bad_text_only_calls_raise_clear_errors(processor, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        processor(**kwargs)
+
+
+def test_suffix_with_images_is_refused(processor, pages):
+    with pytest.raises(ValueError, match="applies to text-only calls"):
+        processor(images=pages[:1], suffix="")
+
+
 def test_left_padding_and_mm_token_type_ids(processor, pages):
     batch = processor.process_queries(["a", "a much longer query text"])
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1

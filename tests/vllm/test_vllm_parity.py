@@ -63,6 +63,14 @@ def test_transformers_backend_text_is_exact_and_image_gap_is_deepstack_only(defa
     assert rows(report, "transformers", "transformers-no-deepstack")["image"]["max_abs"] < 1e-4
 
 
+def test_queries_carry_exactly_ten_augmentation_tokens_on_both_routes(default_run):
+    """Our processor builds the query format in a text-only call, and vLLM's Transformers backend runs it over the
+    prompt the client already built: the served query must still hold 10 augmentation tokens, never 20."""
+    report = default_run[2]
+    for case, info in report["infos"].items():
+        assert info["query_augmentation_tokens"] == [10] * report["settings"]["n_queries"], (case, info)
+
+
 def test_llm_score_equals_maxsim_of_llm_encode(default_run):
     infos = default_run[2]["infos"]
     assert set(infos) == {"native", "native-nobias", "transformers"}

@@ -39,5 +39,6 @@ def test_vllm_serve_route(tmp_path, case):
     else:
         assert 1e-3 < served["image"]["max_abs"] < float("inf")  # DeepStack dropped: a visible gap, same token counts
     info = report["infos"][case]
+    assert info["query_augmentation_tokens"] == [10] * 4  # the client's 10, never doubled by the server's processor
     assert info["served_vs_encoded"] < 1e-3  # /score == MaxSim of the /pooling vectors
     assert info["rerank_top2"] == info["ranking_top2"] and len(info["rerank_top2"]) == 2
