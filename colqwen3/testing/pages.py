@@ -78,3 +78,43 @@ def colour_examples(n: int, seed: int = 0, size: int = 96) -> list[dict]:
             draw.rectangle([x, y, x + 12, y + 12], fill=COLOURS[other])
         rows.append({"query": f"the {name} page", "image": page})
     return rows
+
+
+# A small graded retrieval set: each query names one page (relevance 2) and sometimes a related one (relevance 1).
+BEIR_PAGES = {
+    "invoice": ["INVOICE 2026-114", "Total due: 1,240 EUR", "Due date: 30 Dec 2026"],
+    "receipt": ["RECEIPT 7781", "Paid: 86 EUR", "Card ending 4411"],
+    "revenue": ["Q3 REVENUE REPORT", "Revenue grew 12%", "Outlook: stable"],
+    "costs": ["Q3 COSTS", "Operating costs fell 4%", "Headcount flat"],
+    "paris": ["GEOGRAPHY QUIZ", "Capital of France?", "Answer: Paris"],
+    "rome": ["GEOGRAPHY QUIZ 2", "Capital of Italy?", "Answer: Rome"],
+}
+BEIR_QUERIES = {
+    "q-total": ("how much is due on the invoice", {"invoice": 2, "receipt": 1}),
+    "q-growth": ("quarterly revenue growth", {"revenue": 2, "costs": 1}),
+    "q-france": ("what is the capital of France", {"paris": 2}),
+    "q-italy": ("capital of Italy", {"rome": 2, "paris": 1, "costs": 0}),
+}
+
+
+def write_beir_folder(folder, page_sizes=((300, 400), (400, 300), (256, 256))) -> Path:
+    """A BEIR-format retrieval folder (`corpus.jsonl`, `queries.jsonl`, `qrels/test.tsv`, `images/`) of rendered text
+    pages in several sizes, with graded qrels (2 = answers the query, 1 = related, 0 = judged not relevant)."""
+    import json
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "qrels").mkdir(exist_ok=True)
+    corpus_lines = []
+    for index, (page_id, lines) in enumerate(BEIR_PAGES.items()):
+        make_page(lines, size=page_sizes[index % len(page_sizes)], seed=20 + index).save(
+            folder / f"images/{page_id}.png"
+        )
+        corpus_lines.append(json.dumps({"_id": page_id, "image": f"images/{page_id}.png"}))
+    (folder / "corpus.jsonl").write_text("\n".join(corpus_lines) + "\n")
+    queries = [json.dumps({"_id": query_id, "text": text}) for query_id, (text, _) in BEIR_QUERIES.items()]
+    (folder / "queries.jsonl").write_text("\n".join(queries) + "\n")
+    qrels = ["query-id\tcorpus-id\tscore"]
+    qrels += [f"{q}\t{page}\t{grade}" for q, (_, graded) in BEIR_QUERIES.items() for page, grade in graded.items()]
+    (folder / "qrels/test.tsv").write_text("\n".join(qrels) + "\n")
+    return folder

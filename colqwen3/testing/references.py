@@ -86,3 +86,38 @@ def hard_negative_float64(scores, negative_scores, temperature, pairwise_tempera
 
 def _softplus(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def _trec_ranking(run: dict) -> list:
+    """trec_eval's order: score descending, ties broken by document id descending."""
+    return [doc for doc, _ in sorted(run.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+
+
+def ndcg_float64(run: dict, judged: dict, k: int) -> float:
+    """trec_eval's nDCG@k of one query: linear gain (the grade), log2(rank + 1) discount, ideal from all grades."""
+    dcg = sum(judged.get(doc, 0) / math.log2(rank + 2) for rank, doc in enumerate(_trec_ranking(run)[:k]))
+    ideal = sorted((grade for grade in judged.values() if grade > 0), reverse=True)[:k]
+    idcg = sum(grade / math.log2(rank + 2) for rank, grade in enumerate(ideal))
+    return dcg / idcg
+
+
+def recall_float64(run: dict, judged: dict, k: int) -> float:
+    relevant = {doc for doc, grade in judged.items() if grade > 0}
+    return len(relevant & set(_trec_ranking(run)[:k])) / len(relevant)
+
+
+def mrr_float64(run: dict, judged: dict, k: int) -> float:
+    for rank, doc in enumerate(_trec_ranking(run)[:k]):
+        if judged.get(doc, 0) > 0:
+            return 1.0 / (rank + 1)
+    return 0.0
+
+
+def retrieval_metrics_float64(runs: dict, qrels: dict, ks=(1, 5, 10)) -> dict:
+    """Mean nDCG@k, recall@k and MRR@k over the queries with a relevant page, named as mteb names them."""
+    queries = [q for q in runs if any(grade > 0 for grade in qrels.get(q, {}).values())]
+    metrics = {}
+    for k in ks:
+        for name, metric in (("ndcg", ndcg_float64), ("recall", recall_float64), ("mrr", mrr_float64)):
+            metrics[f"{name}_at_{k}"] = sum(metric(runs[q], qrels[q], k) for q in queries) / len(queries)
+    return metrics

@@ -138,17 +138,3 @@ def test_two_processes_equal_one_process_on_the_whole_batch(tmp_path, loss):
         assert abs(multi["loss"].item() - single["loss"].item()) < 1e-5
         assert (multi["grad"] - single["grad"]).abs().max().item() < 1e-5
     assert single["grad"].abs().sum() > 0
-
-
-def test_held_out_metrics_by_hand():
-    """Query 0 ranks its page 1st, query 1 ranks it 3rd, query 2 ties it with one other page (counted as 2nd) and
-    query 3 ranks it 6th: nDCG@5 = (1 + 1/log2(4) + 1/log2(3) + 0) / 4, recall@5 = 3/4."""
-    from colqwen3.train.evaluate import ndcg_at_k, recall_at_k
-
-    scores = torch.full((4, 6), -1.0)
-    scores[0, 0] = 1.0
-    scores[1, 1], scores[1, 0], scores[1, 2] = 0.5, 0.9, 0.7
-    scores[2, 2], scores[2, 5] = 0.3, 0.3
-    scores[3, 3], scores[3, [0, 1, 2, 4, 5]] = 0.0, 0.5
-    assert ndcg_at_k(scores, 5) == pytest.approx((1 + 1 / math.log2(4) + 1 / math.log2(3) + 0) / 4)
-    assert recall_at_k(scores, 5) == pytest.approx(0.75)
