@@ -70,3 +70,15 @@ def test_bench_train_measures_and_computes(tmp_path):
     assert recipe["total"] == pytest.approx(
         sum(v for k, v in recipe.items() if k not in ("batch", "processes", "total"))
     )
+
+
+def test_bench_eval_encoder_runs_and_checks_itself(tmp_path):
+    out = run_benchmark(
+        "bench_eval_encoder.py", "--pages", "6", "--batch-size", "2", "--repeats", "1", "--threads", "1",
+        "--json-out", str(tmp_path / "eval.json"),
+    )  # fmt: skip
+    data = json.loads((tmp_path / "eval.json").read_text())
+    assert data["ok"] and data["max_diff"] <= 1e-5 and "OK" in out
+    plain, ours = data["rows"]
+    assert (plain["method"], ours["method"]) == ("plain loop", "eval encoder")
+    assert ours["padding"] < plain["padding"] and ours["pages_per_s"] > 0 and plain["pages_per_s"] > 0

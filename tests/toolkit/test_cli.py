@@ -15,10 +15,11 @@ from colqwen3.testing import tiny as kit
 from colqwen3.testing.pages import write_sample_pages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = {"index", "search", "train", "vllm-export", "serve-line", "vllm-search", "vllm-check", "sample-pages",
+SUBCOMMANDS = {"index", "search", "eval", "train", "vllm-export", "serve-line", "vllm-search", "vllm-check", "sample-pages",
                "tiny-checkpoint"}  # fmt: skip
 # README commands runnable without vLLM, a GPU or a network; the vllm tier runs the vLLM ones through the same
-# harness, and tests/train runs `train` on the tiny checkpoint.
+# harness, tests/train runs `train` on the tiny checkpoint and tests/evaluation runs `eval` on a local folder (ViDoRe
+# itself needs the Hub).
 OFFLINE_SUBCOMMANDS = {"index", "search", "vllm-export", "serve-line", "sample-pages", "tiny-checkpoint"}
 
 
