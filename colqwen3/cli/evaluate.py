@@ -28,7 +28,7 @@ def add_parsers(subcommands) -> None:
     source.add_argument("--tasks", nargs="+", metavar="TASK", help="mteb task names")
     source.add_argument("--data", nargs="+", type=Path, metavar="FOLDER", help="local BEIR-format folders")
     parser.add_argument("--output-dir", type=Path, default=None, help="where results go (default: out/eval/NAME)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8, help="pages or queries per forward pass")
     parser.add_argument("--max-visual-tokens", type=int, default=None, help="page budget (default: the processor's)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--revision", default=None, help="Hub revision of MODEL")

@@ -156,7 +156,7 @@ def evaluate(
     tasks=None,
     data=None,
     output_dir=None,
-    batch_size: int = 8,
+    batch_size: Optional[int] = None,
     max_visual_tokens: Optional[int] = None,
     device: Optional[str] = None,
     revision: Optional[str] = None,
@@ -167,8 +167,10 @@ def evaluate(
 ) -> EvaluationReport:
     """Run mteb on `model` (a checkpoint folder, a Hub id or a loaded `RetrievalEncoder`) and report.
 
-    `name` (default: the id, or `local/<folder>`) names the results folder; `compare_to` (default: the id when its
-    published scores are known, see `PUBLISHED_SCORES`) picks the published score shown next to a benchmark's mean.
+    `batch_size` (default 8, or a given encoder's own) and `max_visual_tokens` (default: the processor's) set how
+    pages are encoded; `name` (default: the id, or `local/<folder>`) names the results folder; `compare_to` (default:
+    the id when its published scores are known, see `PUBLISHED_SCORES`) picks the published score shown next to a
+    benchmark's mean.
     """
     import mteb
 
@@ -179,12 +181,13 @@ def evaluate(
         encoder, model_id = model, name or "local/in-memory"
     else:
         model_id = str(model)
-        encoder = RetrievalEncoder.from_pretrained(
-            model_id, revision=revision, device=device, max_visual_tokens=max_visual_tokens, batch_size=batch_size
-        )
+        encoder = RetrievalEncoder.from_pretrained(model_id, revision=revision, device=device)
     if max_visual_tokens is not None:
         encoder.processor.max_num_visual_tokens = max_visual_tokens
-    encoder.batch_size = batch_size
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        encoder.batch_size = batch_size
     name = name or (f"local/{Path(model_id).name}" if Path(model_id).exists() else model_id)
     wrapper = ColQwen3MtebModel(encoder, name, revision)
 
@@ -196,7 +199,7 @@ def evaluate(
         task_objects,
         cache=mteb.ResultCache(output_dir) if output_dir is not None else None,
         overwrite_strategy="always",
-        encode_kwargs={"batch_size": batch_size, "show_progress_bar": show_progress},
+        encode_kwargs={"batch_size": encoder.batch_size, "show_progress_bar": show_progress},
         prediction_folder=output_dir / "predictions" if output_dir is not None else None,
         show_progress_bar=show_progress,
     )
@@ -229,7 +232,7 @@ def evaluate(
         benchmark=benchmark,
         tasks=rows,
         settings={
-            "batch_size": batch_size,
+            "batch_size": encoder.batch_size,
             "max_visual_tokens": encoder.processor.max_num_visual_tokens,
             "dtype": str(next(encoder.model.parameters()).dtype).replace("torch.", ""),
             "attention": getattr(getattr(encoder.model, "config", None), "_attn_implementation", None),

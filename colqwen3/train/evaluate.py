@@ -7,7 +7,7 @@ def retrieval_metrics(model, processor, examples, batch_size: int = 8, device=No
     """nDCG@5/@10, recall@5 and MRR@10 of `model` on `examples` (rows with `query` and `image`): each query's relevant
     page is its own row's, all the rows' pages are the corpus. The model's train/eval mode is restored afterwards."""
     encoder = RetrievalEncoder(model, processor, batch_size=batch_size, device=device)
-    report = evaluate(encoder, data=RetrievalData.from_examples(examples), batch_size=batch_size, show_progress=False)
+    report = evaluate(encoder, data=RetrievalData.from_examples(examples), show_progress=False)
     metrics = report.tasks[0].metrics
     return {
         "ndcg@5": metrics["ndcg_at_5"],
