@@ -13,7 +13,9 @@
 # limitations under the License.
 """ColQwen3 processor: the page and query formats the checkpoints were trained with; MaxSim comes from scoring."""
 
+import json
 import re
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -141,6 +143,26 @@ class ColQwen3Processor(Qwen3VLProcessor):
             if getattr(self.image_processor, name, None) is not None:  # 4.57 reads these (delete with its support)
                 setattr(self.image_processor, name, pixels)
         self._max_num_visual_tokens = value
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """The stock save, plus `preprocessor_config.json` wherever transformers 5.x left it out: 5.x nests the image
+        processor in `processor_config.json`, while 4.57 and vLLM read `preprocessor_config.json` (and 4.57 reads
+        `min_pixels` / `max_pixels` rather than `size`). Delete with 4.57 support, once vLLM reads the nested form."""
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        folder = Path(save_directory)
+        if not (folder / "preprocessor_config.json").exists():
+            config = self.image_processor.to_dict()
+            processor_config = json.loads((folder / "processor_config.json").read_text(encoding="utf-8"))
+            config.pop("auto_map", None)
+            config.update(
+                processor_class=type(self).__name__,
+                min_pixels=self.image_processor.size["shortest_edge"],
+                max_pixels=self.image_processor.size["longest_edge"],
+                **({"auto_map": processor_config["auto_map"]} if "auto_map" in processor_config else {}),
+            )
+            text = json.dumps(config, indent=2, sort_keys=True, default=list) + "\n"
+            (folder / "preprocessor_config.json").write_text(text, encoding="utf-8")
+        return saved
 
     def to_dict(self, *args, **kwargs):
         output = super().to_dict(*args, **kwargs)
