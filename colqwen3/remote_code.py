@@ -3,9 +3,11 @@
 Adding a remote-code file means adding it to `REMOTE_CODE_FILES` (and to `py-modules` in pyproject.toml).
 """
 
+import fnmatch
 import importlib.util
 import shutil
 from pathlib import Path
+from typing import Optional
 
 # Python modules copied into every checkpoint folder; transformers follows their relative imports.
 REMOTE_CODE_FILES = (
@@ -42,3 +44,35 @@ def copy_remote_code(folder) -> list[Path]:
     for name in REMOTE_CODE_FILES:
         written.append(Path(shutil.copy(source / name, folder / name)))
     return written
+
+
+# Tokenizer files `save_pretrained` writes on either transformers line (5.x writes fewer); a chat template if any.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+# Weights as `save_pretrained` writes them: one file, or shards with an index.
+WEIGHT_FILE_PATTERNS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
+MODEL_CARD = "README.md"
+
+
+def repository_file_kind(name: str) -> Optional[str]:
+    """What a file of a published repository is (`code`, `config`, `tokenizer`, `weights`, `card`), or None when a
+    complete repository has no business holding it."""
+    if name in REMOTE_CODE_FILES:
+        return "code"
+    if name in CONFIG_FILES:
+        return "config"
+    if name in TOKENIZER_FILES:
+        return "tokenizer"
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in WEIGHT_FILE_PATTERNS):
+        return "weights"
+    if name == MODEL_CARD:
+        return "card"
+    return None

@@ -9,14 +9,14 @@ import argparse
 import sys
 
 from colqwen3 import __version__
-from colqwen3.cli import evaluate, kit, search, serving, train
+from colqwen3.cli import evaluate, kit, publish, search, serving, train
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colqwen3", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"colqwen3 {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (search, evaluate, train, serving, kit):
+    for module in (search, evaluate, train, publish, serving, kit):
         module.add_parsers(subcommands)
     return parser
 

@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from transformers import Trainer, TrainingArguments
 
+from colqwen3.checkpoints import load_processor, save_checkpoint
 from colqwen3.index.embedding import loading_kwargs
-from colqwen3.remote_code import copy_remote_code
 from colqwen3.train.config import LORA_TARGETS, TrainConfig
 from colqwen3.train.data import ColQwen3Collator, check_examples, load_examples
 from colqwen3.train.evaluate import retrieval_metrics
@@ -26,20 +26,6 @@ from colqwen3.train.losses import contrastive_loss
 
 
 # ----- model -----
-def load_processor(model_id: str):
-    """The checkpoint's ColQwen3 processor; for a plain Qwen3-VL checkpoint, one built from its tokenizer and image
-    processor (no video processor, so no torchvision)."""
-    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
-
-    from processing_colqwen3 import ColQwen3Processor
-
-    if getattr(AutoConfig.from_pretrained(model_id, trust_remote_code=True), "model_type", None) == "colqwen3":
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(model_id, trust_remote_code=True)
-    return ColQwen3Processor(AutoImageProcessor.from_pretrained(model_id), AutoTokenizer.from_pretrained(model_id))
-
-
 def load_base_model(config: TrainConfig, processor):
     """A `ColQwen3` to train: the checkpoint itself, or a plain Qwen3-VL checkpoint plus a head initialised from
     `head_seed`. The latter is saved to `output_dir/base` (with the processor) so adapters reload deterministically."""
@@ -91,23 +77,6 @@ def apply_lora(model, config: TrainConfig):
         modules_to_save=["embedding_proj_layer"],
     )
     return get_peft_model(model, lora)
-
-
-def save_checkpoint(model, processor, folder) -> Path:
-    """A complete, loadable checkpoint: weights in the Tomoro layout, config with auto_map, processor, remote code."""
-    from colqwen3.remote_code import AUTO_MAP
-    from modeling_colqwen3 import ColQwen3
-
-    folder = Path(folder)
-    ColQwen3.register_for_auto_class("AutoModel")
-    type(processor).register_for_auto_class("AutoProcessor")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config.update(auto_map=dict(AUTO_MAP), architectures=["ColQwen3"])
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    copy_remote_code(folder)
-    return folder
 
 
 # ----- the trainer -----

@@ -12,6 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 from transformers import AutoModel, TrainerCallback
 
+from colqwen3.checkpoints import load_processor
 from colqwen3.serving.export import native_route_problem, prepare_for_vllm_native
 from colqwen3.testing import tiny
 from colqwen3.testing.cross_tier import ENVIRONMENT_VARIABLE, embed_in_other_tier, other_tier_python
@@ -20,7 +21,7 @@ from colqwen3.testing.tiny import embed
 from colqwen3.train.config import TrainConfig
 from colqwen3.train.data import check_examples, load_beir_folder
 from colqwen3.train.evaluate import retrieval_metrics
-from colqwen3.train.trainer import load_processor, train
+from colqwen3.train.trainer import train
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,0 +1,141 @@
+"""Check a repository folder before anything is uploaded: exactly the files a repository needs, a model card whose
+YAML parses, and, in fresh subprocesses under each given Python (both transformers lines in this project's tests),
+`AutoModel`/`AutoProcessor` with `trust_remote_code` loading it offline and embedding a fixed query and page exactly
+as the source does (fp32, <= 1e-5).
+
+Run in a subprocess as `python -m colqwen3.publish.verify FOLDER REFERENCE.pt OUT.json`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from colqwen3.publish.build import unexpected_files
+from colqwen3.remote_code import AUTO_MAP, MODEL_CARD, REMOTE_CODE_FILES
+
+QUERY = "What is the total due on the invoice?"
+ATOL = 1e-5
+
+
+@dataclass
+class Verification:
+    ok: bool
+    problems: list = field(default_factory=list)
+    loads: list = field(default_factory=list)  # one row per Python: transformers version, max |diff| per input
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fixed_inputs(processor) -> dict:
+    """The query and page every verification embeds."""
+    from colqwen3.testing.pages import make_page
+
+    page = make_page(["INVOICE 2026-114", "Total due: 1,240 EUR"], size=(300, 400), seed=7)
+    return {"query": processor.process_queries([QUERY]), "page": processor.process_images([page])}
+
+
+@torch.inference_mode()
+def reference_embeddings(model, processor) -> dict:
+    """The embeddings of the fixed inputs by `model` with its parameters in float32 (values kept: a model cast to
+    bf16 for saving gives the reference of the bf16 repository)."""
+    for parameter in model.parameters():
+        parameter.data = parameter.data.float()
+    model.eval()
+    return {name: model(**batch).embeddings[0] for name, batch in fixed_inputs(processor).items()}
+
+
+def check_files(folder: Path) -> list:
+    problems = []
+    names = {path.name for path in folder.iterdir()}
+    missing = [
+        name
+        for name in (*REMOTE_CODE_FILES, "config.json", "preprocessor_config.json", MODEL_CARD)
+        if name not in names
+    ]
+    if missing:
+        problems.append(f"missing files: {missing}")
+    if not any(name.startswith("model") and name.endswith(".safetensors") for name in names):
+        problems.append("no safetensors weights")
+    extra = unexpected_files(folder)
+    if extra:
+        problems.append(f"files a model repository should not hold: {extra}")
+    if "config.json" in names:
+        auto_map = json.loads((folder / "config.json").read_text()).get("auto_map", {})
+        if any(auto_map.get(key) != value for key, value in AUTO_MAP.items()):
+            problems.append(f"config.json auto_map is {auto_map}, expected {AUTO_MAP}")
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        if name in names and "AutoProcessor" not in json.loads((folder / name).read_text()).get("auto_map", {}):
+            problems.append(f"{name} has no auto_map for AutoProcessor")
+    return problems
+
+
+def check_card(folder: Path) -> list:
+    from huggingface_hub import ModelCard
+
+    path = folder / MODEL_CARD
+    if not path.exists():
+        return []
+    try:
+        data = ModelCard.load(path).data.to_dict()
+    except Exception as error:  # a YAML or metadata error, whatever huggingface_hub raises for it
+        return [f"{MODEL_CARD} metadata does not parse: {error}"]
+    wanted = {"license", "library_name", "pipeline_tag"}
+    return [f"{MODEL_CARD} metadata lacks {sorted(wanted - set(data))}"] if wanted - set(data) else []
+
+
+def verify_repository(folder, reference: dict, pythons: list) -> Verification:
+    """Every check above; `reference` from `reference_embeddings`, `pythons` the interpreters to load it under."""
+    folder = Path(folder)
+    problems = check_files(folder) + check_card(folder)
+    loads = []
+    with tempfile.TemporaryDirectory() as work:
+        reference_path = Path(work) / "reference.pt"
+        torch.save({name: value.float().cpu() for name, value in reference.items()}, reference_path)
+        for python in pythons:
+            out = Path(work) / "load.json"
+            environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+            command = [str(python), "-m", "colqwen3.publish.verify", str(folder), str(reference_path), str(out)]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=environment)
+            if done.returncode != 0 or not out.exists():
+                problems.append(
+                    f"loading under {python} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}"
+                )
+                continue
+            row = json.loads(out.read_text()) | {"python": str(python)}
+            loads.append(row)
+            for name, diff in row["max_abs_diff"].items():
+                if not diff <= ATOL:
+                    problems.append(
+                        f"{name} embeddings under transformers {row['transformers']} differ by {diff:.2e} > {ATOL:g}"
+                    )
+    return Verification(ok=not problems, problems=problems, loads=loads)
+
+
+def main() -> None:
+    import transformers
+    from transformers import AutoModel, AutoProcessor
+
+    folder, reference_path, out_path = sys.argv[1:4]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    reference = torch.load(reference_path)
+    got = reference_embeddings(model, processor)
+    diffs = {
+        name: (got[name] - reference[name]).abs().max().item()
+        if got[name].shape == reference[name].shape
+        else float("inf")
+        for name in reference
+    }
+    result = {"transformers": transformers.__version__, "class": type(model).__name__, "max_abs_diff": diffs}
+    Path(out_path).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
