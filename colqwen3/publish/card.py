@@ -114,7 +114,6 @@ def _eval_results(path: Path):
                     metric_type=metric,
                     metric_value=round(100 * value, 2),
                     metric_name=f"{metric}{' (main)' if metric == task['main_metric'] else ''}",
-                    source_name="colqwen3 eval (mteb)",
                 )
             )
     title = report.get("benchmark") or "evaluation"
