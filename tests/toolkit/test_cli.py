@@ -15,7 +15,7 @@ from colqwen3.testing import tiny as kit
 from colqwen3.testing.pages import write_sample_pages
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = {"index", "search", "eval", "train", "vllm-export", "serve-line", "vllm-search", "vllm-check",
+SUBCOMMANDS = {"index", "search", "eval", "train", "publish", "vllm-export", "serve-line", "vllm-search", "vllm-check",
                "sample-pages", "tiny-checkpoint"}  # fmt: skip
 # README commands runnable without vLLM, a GPU or a network; the vllm tier runs the vLLM ones through the same
 # harness, tests/train runs `train` on the tiny checkpoint and tests/evaluation runs `eval` on a local folder (ViDoRe
