@@ -200,9 +200,20 @@ class ColQwen3Processor(Qwen3VLProcessor):
             text = re.sub(f"(?:{re.escape(token)})+", token, text)
         return text
 
+    @staticmethod
+    def _caller_set(kwargs: dict, name: str) -> bool:
+        """Whether the caller passed `name`, flat or nested (`text_kwargs={...}`, `common_kwargs={...}`)."""
+        groups = ("text_kwargs", "images_kwargs", "videos_kwargs", "audio_kwargs", "common_kwargs")
+        return name in kwargs or any(name in (kwargs.get(group) or {}) for group in groups)
+
     def __call__(self, images=None, text=None, videos=None, suffix: Optional[str] = None, **kwargs) -> BatchFeature:
         if suffix is not None and (images is not None or videos is not None):
             raise ValueError("`suffix` replaces the query augmentation tokens; it applies to text-only calls.")
+        if isinstance(images, (list, tuple)) and images and all(isinstance(i, (list, tuple)) for i in images):
+            # One list of images per sample (how `apply_chat_template` and sentence-transformers pass them).
+            if text is None and any(len(sample) != 1 for sample in images):
+                raise ValueError("Without `text`, each sample must hold exactly one image (one page prompt each).")
+            images = [image for sample in images for image in sample]
         if images is not None:
             images = self.prepare_images(images)
             if text is None:
@@ -218,16 +229,20 @@ class ColQwen3Processor(Qwen3VLProcessor):
                         raise ValueError(f"`text[{index}]` holds a vision placeholder but no images were passed: {t!r}")
                 texts = [self.query_prompt(t, suffix) for t in texts]
             text = [self._collapse_placeholders(t) for t in texts]
-        kwargs.setdefault("return_tensors", "pt")
-        if text is not None and len(text) > 1:
-            kwargs.setdefault("padding", "longest")
+        # Defaults only where the caller set nothing, flat or nested: transformers rejects a keyword given both ways
+        # ("Keyword argument padding was passed two times"), which sentence-transformers' nested kwargs would hit.
+        if not self._caller_set(kwargs, "return_tensors"):
+            kwargs["return_tensors"] = "pt"
+        if text is not None and len(text) > 1 and not self._caller_set(kwargs, "padding"):
+            kwargs["padding"] = "longest"
         batch = super().__call__(images=images, text=text, videos=videos, **kwargs)
         if "input_ids" in batch and "mm_token_type_ids" not in batch:  # 4.57 does not (delete with its support)
             input_ids = torch.as_tensor(batch["input_ids"])
             token_types = torch.zeros_like(input_ids, dtype=torch.int32)
             token_types[input_ids == self.image_token_id] = 1
             token_types[input_ids == self.video_token_id] = 2
-            batch["mm_token_type_ids"] = token_types if kwargs["return_tensors"] == "pt" else token_types.tolist()
+            as_tensor = isinstance(batch["input_ids"], torch.Tensor)
+            batch["mm_token_type_ids"] = token_types if as_tensor else token_types.tolist()
         return batch
 
     # ----- retrieval formats -----

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from colqwen3.remote_code import AUTO_MAP, copy_remote_code
+from colqwen3.remote_code import AUTO_MAP, copy_remote_code, write_sentence_transformers_files
 
 
 def load_processor(model_id: str, revision: Optional[str] = None):
@@ -31,7 +31,7 @@ def load_processor(model_id: str, revision: Optional[str] = None):
 
 def save_checkpoint(model, processor, folder, max_shard_size: Optional[str] = None) -> Path:
     """A complete, loadable checkpoint: weights in the Tomoro layout (safetensors, sharded with an index above
-    `max_shard_size`), config with auto_map, processor, remote code."""
+    `max_shard_size`), config with auto_map, processor, remote code, sentence-transformers files."""
     from modeling_colqwen3 import ColQwen3
 
     folder = Path(folder)
@@ -43,4 +43,5 @@ def save_checkpoint(model, processor, folder, max_shard_size: Optional[str] = No
     config.update(auto_map=dict(AUTO_MAP), architectures=["ColQwen3"])
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     copy_remote_code(folder)
+    write_sentence_transformers_files(folder)
     return folder

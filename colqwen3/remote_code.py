@@ -60,6 +60,41 @@ TOKENIZER_FILES = (
 # Weights as `save_pretrained` writes them: one file, or shards with an index.
 WEIGHT_FILE_PATTERNS = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 MODEL_CARD = "README.md"
+# sentence-transformers 6.x (`MultiVectorEncoder(repo, trust_remote_code=True)`): its "retrieval" task sends text to
+# `processor(text=...)` (our query format) and images to `processor(images=...)` (our page prompt) and reads
+# `model(...).embeddings`. No Dense or Normalize module: the model already projects, normalises and zeroes padding
+# (vLLM also reads modules.json and would apply them). No `max_seq_length`: queries are never truncated.
+SENTENCE_TRANSFORMERS_FILES = {
+    "modules.json": [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"}
+    ],
+    "config_sentence_transformers.json": {
+        "model_type": "MultiVectorEncoder",
+        "similarity_fn_name": "maxsim",
+        "prompts": {},
+        "default_prompt_name": None,
+    },
+    "sentence_bert_config.json": {
+        "transformer_task": "retrieval",
+        "modality_config": {
+            modality: {"method": "forward", "method_output_name": "embeddings"} for modality in ("text", "image")
+        },
+        "module_output_name": "token_embeddings",
+        "processing_kwargs": {"text": {"truncation": False}},
+    },
+}
+
+
+def write_sentence_transformers_files(folder) -> list[Path]:
+    """Write `SENTENCE_TRANSFORMERS_FILES` into `folder`; returns the written paths."""
+    import json
+
+    written = []
+    for name, content in SENTENCE_TRANSFORMERS_FILES.items():
+        path = Path(folder) / name
+        path.write_text(json.dumps(content, indent=2) + "\n")
+        written.append(path)
+    return written
 
 
 def repository_file_kind(name: str) -> Optional[str]:
@@ -75,4 +110,6 @@ def repository_file_kind(name: str) -> Optional[str]:
         return "weights"
     if name == MODEL_CARD:
         return "card"
+    if name in SENTENCE_TRANSFORMERS_FILES:
+        return "sentence-transformers"
     return None

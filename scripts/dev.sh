@@ -27,11 +27,13 @@ ensure_venv() {  # ensure_venv TIER: (re)create .venvs/TIER when its requirement
 }
 
 run_tier() {  # run_tier TIER: exit code 5 (no tests collected) counts as a failure
-  local tier=$1 markers="not vllm" status=0
+  local tier=$1 markers="not vllm" paths=tests status=0
   ensure_venv "$tier"
   echo "== tier $tier: $(".venvs/$tier/bin/python" -c 'import transformers, torch; print("transformers", transformers.__version__, "torch", torch.__version__)')"
   if [ "$tier" = vllm ]; then
-    markers="vllm"
+    # the vllm environment has no mteb/peft: collect only tests/vllm, where every `vllm` test lives (a tf-tier test
+    # checks that)
+    markers="vllm" paths=tests/vllm
     if ! ".venvs/vllm/bin/python" -c "import vllm" >/dev/null 2>&1; then
       # vllm tests skip when vLLM is absent; in its own tier that would hide a broken environment
       echo "tier vllm: vllm does not import in .venvs/vllm:"; ".venvs/vllm/bin/python" -c "import vllm" 2>&1 | tail -3
@@ -42,7 +44,7 @@ run_tier() {  # run_tier TIER: exit code 5 (no tests collected) counts as a fail
   local other=""
   case "$tier" in tf4) other=.venvs/tf5/bin/python ;; tf5) other=.venvs/tf4/bin/python ;; esac
   if [ -n "$other" ] && [ -x "$other" ]; then export COLQWEN3_OTHER_TIER_PYTHON="$ROOT/$other"; fi
-  HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error ".venvs/$tier/bin/python" -m pytest -q -rs -m "$markers" \
+  HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error ".venvs/$tier/bin/python" -m pytest "$paths" -q -rs -m "$markers" \
     --junitxml="out/junit-$tier.xml" || status=$?
   if [ "$status" = 5 ]; then echo "tier $tier collected no tests: that is a broken run"; return 1; fi
   return "$status"

@@ -92,6 +92,44 @@ def test_suffix_with_images_is_refused(processor, pages):
         processor(images=pages[:1], suffix="")
 
 
+def same_batches(first, second) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_nested_kwargs_are_the_callers_choice(processor, pages):
+    """sentence-transformers passes `text_kwargs={"padding": ...}` / `common_kwargs={"return_tensors": ...}`: our
+    defaults must not be added on top ("Keyword argument padding was passed two times")."""
+    assert same_batches(processor(images=pages[:2], text_kwargs={"padding": True}), processor.process_images(pages[:2]))
+    nested = processor(text=["a", "a longer query"], text_kwargs={"padding": "longest"},
+                       common_kwargs={"return_tensors": "pt"})  # fmt: skip
+    assert same_batches(nested, processor.process_queries(["a", "a longer query"]))
+    listed = processor(text=["a", "a longer query"], return_tensors=None)
+    assert isinstance(listed["input_ids"], list) and isinstance(listed["mm_token_type_ids"], list)
+
+
+def test_one_image_list_per_sample(processor, pages):
+    """`apply_chat_template` passes one list of images per sample: the same as the flat list."""
+    assert same_batches(processor(images=[[pages[0]], [pages[1]]]), processor.process_images(pages[:2]))
+    per_sample = processor(images=[[pages[0]], [pages[1]]], text=[PAGE_PROMPT, PAGE_PROMPT])
+    assert same_batches(per_sample, processor(images=pages[:2], text=[PAGE_PROMPT, PAGE_PROMPT]))
+    with pytest.raises(ValueError, match="each sample must hold exactly one image"):
+        processor(images=[[pages[0], pages[1]]])
+
+
+def test_batched_chat_template_renders_pages(processor, pages):
+    template = (
+        "{%- for message in messages -%}<|im_start|>user\n{% for item in message['content'] -%}"
+        "{%- if item['type'] == 'image' -%}<|vision_start|><|image_pad|><|vision_end|>{%- endif -%}{%- endfor -%}"
+        "Describe the image.<|im_end|><|endoftext|>{%- endfor -%}"
+    )
+    conversations = [[{"role": "user", "content": [{"type": "image", "image": page}]}] for page in pages[:2]]
+    batch = processor.apply_chat_template(conversations, chat_template=template, tokenize=True, return_dict=True,
+                                          return_tensors="pt", padding=True)  # fmt: skip
+    expected = processor.process_images(pages[:2])
+    assert torch.equal(batch["input_ids"], expected["input_ids"])
+    assert torch.equal(batch["pixel_values"], expected["pixel_values"])
+
+
 def test_left_padding_and_mm_token_type_ids(processor, pages):
     batch = processor.process_queries(["a", "a much longer query text"])
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1

@@ -15,12 +15,13 @@ from transformers import AutoModel, AutoProcessor
 
 from colqwen3.evaluation import EvaluationReport, TaskScores
 from colqwen3.publish import PublishError, default_pythons, publish
-from colqwen3.remote_code import REMOTE_CODE_FILES, repository_file_kind
+from colqwen3.remote_code import REMOTE_CODE_FILES, SENTENCE_TRANSFORMERS_FILES, repository_file_kind
 from colqwen3.testing import tiny as kit
 from colqwen3.testing.tiny import embed
 
-REPOSITORY = {*REMOTE_CODE_FILES, "config.json", "preprocessor_config.json", "processor_config.json",
-              "tokenizer.json", "tokenizer_config.json", "model.safetensors", "README.md"}  # fmt: skip
+REPOSITORY = {*REMOTE_CODE_FILES, *SENTENCE_TRANSFORMERS_FILES, "config.json", "preprocessor_config.json",
+              "processor_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors",
+              "README.md"}  # fmt: skip
 # Publishing verifies under both transformers lines (`default_pythons`) where a test is about loading; tests about
 # the card, the upload or the output folder verify under this interpreter only, to keep the suite short.
 THIS_PYTHON = [sys.executable]

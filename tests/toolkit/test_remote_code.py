@@ -10,7 +10,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoProcessor
 
-from colqwen3.remote_code import AUTO_MAP, REMOTE_CODE_FILES, copy_remote_code, remote_code_dir
+from colqwen3.remote_code import (
+    AUTO_MAP,
+    REMOTE_CODE_FILES,
+    SENTENCE_TRANSFORMERS_FILES,
+    copy_remote_code,
+    remote_code_dir,
+    repository_file_kind,
+)
 from colqwen3.testing import tiny as kit
 from colqwen3.testing.tiny import embed
 
@@ -26,6 +33,15 @@ def test_one_list_of_remote_code_files():
     assert remote_code_dir() == REPO_ROOT  # the editable install serves the files this checkout holds
     shipped = json.loads((REPO_ROOT / "config.json").read_text())["auto_map"]
     assert shipped == AUTO_MAP and {value.split(".")[0] + ".py" for value in AUTO_MAP.values()} <= set(on_disk)
+
+
+def test_root_holds_only_repository_files_and_the_sentence_transformers_files_of_the_list():
+    tracked = {path.name for path in REPO_ROOT.iterdir() if path.is_file() and not path.name.startswith(".")}
+    payload = {name for name in tracked if repository_file_kind(name) is not None}
+    assert {*REMOTE_CODE_FILES, "config.json", "preprocessor_config.json", "processor_config.json"} <= payload
+    for name, content in SENTENCE_TRANSFORMERS_FILES.items():
+        assert json.loads((REPO_ROOT / name).read_text()) == content, name
+    assert tracked - payload <= {"pyproject.toml"}  # the toolkit's packaging, not part of a model repository
 
 
 def test_copy_remote_code_copies_exactly_the_list(tmp_path):
