@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from colqwen3.publish.build import PublishError, check_output_dir, load_source, write_repository
+from colqwen3.publish.build import MAX_SHARD_SIZE, PublishError, check_output_dir, load_source, write_repository
 from colqwen3.publish.card import model_card
 from colqwen3.publish.upload import check_repo_id, upload_repository
 from colqwen3.publish.verify import Verification, reference_embeddings, verify_repository
@@ -48,6 +48,7 @@ def publish(
     base: Optional[str] = None,
     source_revision: Optional[str] = None,
     dtype: str = "bfloat16",
+    max_shard_size: str = MAX_SHARD_SIZE,
     vllm_native: bool = False,
     eval_report=None,
     license: str = "apache-2.0",
@@ -73,7 +74,7 @@ def publish(
     if eval_report is not None and not Path(eval_report).is_file():
         raise ValueError(f"--eval-report {eval_report} does not exist.")
     loaded = load_source(source, base=base, revision=source_revision)
-    write_repository(loaded, output_dir, dtype=dtype, overwrite=overwrite)
+    write_repository(loaded, output_dir, dtype=dtype, overwrite=overwrite, max_shard_size=max_shard_size)
     reference = reference_embeddings(loaded.model, loaded.processor)
     card = model_card(
         repo_id or f"local/{output_dir.name}",

@@ -69,7 +69,7 @@ def load_source(source: str, base: Optional[str] = None, revision: Optional[str]
         raise ValueError(f"--base is for PEFT adapters; {source} is a full checkpoint.")
     model = ColQwen3.from_pretrained(source, revision=revision, **float32).eval()
     return Source(model, load_processor(source, revision=revision), f"checkpoint {source}",
-                  base_model=_card_base_model(folder) if folder.is_dir() else None)  # fmt: skip
+                  base_model=_card_base_model(folder) if folder.is_dir() else source)  # fmt: skip
 
 
 def _hub_id(name: str) -> Optional[str]:
@@ -95,7 +95,9 @@ def check_output_dir(output_dir: Path, source: str, overwrite: bool) -> None:
         raise ValueError(f"OUTPUT_DIR {output_dir} is not empty; pass --overwrite to replace its contents.")
 
 
-def write_repository(source: Source, output_dir, dtype: str = "bfloat16", overwrite: bool = False) -> Path:
+def write_repository(
+    source: Source, output_dir, dtype: str = "bfloat16", overwrite: bool = False, max_shard_size: str = MAX_SHARD_SIZE
+) -> Path:
     """Save `source` into `output_dir` as a complete repository folder (parameters cast to `dtype` in place)."""
     from colqwen3.checkpoints import save_checkpoint
 
@@ -110,7 +112,7 @@ def write_repository(source: Source, output_dir, dtype: str = "bfloat16", overwr
     # them here would make the verification reference differ from what a loaded repository computes.
     for parameter in source.model.parameters():
         parameter.data = parameter.data.to(DTYPES[dtype])
-    save_checkpoint(source.model, source.processor, output_dir, max_shard_size=MAX_SHARD_SIZE)
+    save_checkpoint(source.model, source.processor, output_dir, max_shard_size=max_shard_size)
     print(f"wrote {source.description} to {output_dir} ({dtype})", file=sys.stderr)
     return output_dir
 

@@ -105,6 +105,17 @@ def test_upload_sends_exactly_the_repository_files_once(tmp_path, tomoro_checkpo
     assert commit["revision"] == "v1" and commit["commit_message"] == "first"
 
 
+def test_large_weights_are_sharded_with_an_index(tmp_path, tomoro_checkpoint):
+    """`save_pretrained`'s sharding (5 GB in real use; 300 KB here on the 1 MB tiny model) loads and uploads whole."""
+    api = RecordingApi()
+    result = publish(str(tomoro_checkpoint), tmp_path / "out", dtype="float32", max_shard_size="300KB",
+                     repo_id="my-org/x", api=api, verify_pythons=THIS_PYTHON)  # fmt: skip
+    index = json.loads((result.folder / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 1 and not (result.folder / "model.safetensors").exists()
+    assert result.verification.ok and set(shards) | {"model.safetensors.index.json"} <= set(result.uploaded)
+
+
 def test_a_failed_verification_uploads_nothing(tmp_path, tomoro_checkpoint):
     api = RecordingApi()
     with pytest.raises(PublishError, match="failed verification; nothing was uploaded"):
