@@ -9,13 +9,16 @@ import torch
 from transformers import AutoModel
 
 from colqwen3.serving.parity import Settings, reference_embeddings, run_offline, vector_agreement
+from colqwen3.serving.routes import OFFLINE_CHECK_ENV_DEFAULTS
 from colqwen3.testing import tiny as kit
 from colqwen3.testing.pages import sample_pages
 
 pytestmark = pytest.mark.vllm
 
 
-def test_published_vllm_native_folder_is_served_exactly(tmp_path):
+def test_published_vllm_native_folder_is_served_exactly(tmp_path, monkeypatch):
+    for name, value in OFFLINE_CHECK_ENV_DEFAULTS.items():  # what `colqwen3 vllm-check` sets: in-process, small cache
+        monkeypatch.setenv(name, value)
     source = kit.write_checkpoint(tmp_path / "source")  # a random, non-zero head bias: vLLM would drop it as is
     out = tmp_path / "snapshots" / "0-published"
     command = [
