@@ -63,7 +63,7 @@ class ColQwen3Processor(Qwen3VLProcessor):
 
     - `process_images(images)`: one page prompt per image (`image_prompt_prefix` + `prompt_suffix`), images in RGB,
       at most `max_num_visual_tokens` visual tokens per image (a token covers a 32x32 pixel tile).
-    - `process_queries(texts)` (and its Tomoro name `process_texts`): `query_prefix + text` followed by
+    - `process_queries(texts)` (and its Tomoro name `process_texts`): `query_prefix + text.strip()` followed by
       `num_query_augmentation_tokens` copies of `query_augmentation_token`.
     - `__call__(images=...)`: page prompts, as `process_images`. With `text=` too: one `<|image_pad|>` per image in
       the text is expanded (runs of pads already present are collapsed first), and a text without a placeholder

@@ -85,29 +85,35 @@ class EvaluationReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
     def markdown(self) -> str:
-        """Per-task table (x100; the task's main score in bold), the mean, and the published score when known."""
+        """Per-task table (x100; the task's main score in bold), a mean row with the published score beside it when
+        known (column `published (this run -)`), then settings and versions."""
         title = self.benchmark or ", ".join(task.task for task in self.tasks)
+        compare = self.published is not None
+        header = ["task", *(METRIC_LABELS[m] for m in METRICS), "pages/s", "queries/s"]
+        header += [f"published ({self.compare_to})"] if compare else []
         lines = [
             f"### {self.model} on {title}",
             "",
-            "| task | " + " | ".join(METRIC_LABELS[m] for m in METRICS) + " | pages/s | queries/s |",
-            "|---|" + "---:|" * (len(METRICS) + 2),
+            "| " + " | ".join(header) + " |",
+            "|---|" + "---:|" * (len(header) - 1),
         ]
         for task in self.tasks:
             cells = [
                 f"**{100 * task.metrics[m]:.2f}**" if m == task.main_metric else f"{100 * task.metrics[m]:.2f}"
                 for m in METRICS
             ]
-            rates = [f"{rate:.1f}" if rate is not None else "-" for rate in (task.pages_per_s, task.queries_per_s)]
-            lines.append(f"| {task.task} | " + " | ".join(cells + rates) + " |")
-        mains = sorted({METRIC_LABELS.get(task.main_metric, task.main_metric) for task in self.tasks})
-        lines += ["", f"Bold: each task's main score ({', '.join(mains)}). Mean main score: {self.mean_main_score:.2f}"]
-        if self.published is not None:
-            delta = self.mean_main_score - self.published
-            lines.append(
-                f"Published for {self.compare_to} on {self.benchmark}: {self.published:.2f} "
-                f"(this run {delta:+.2f}); source: {PUBLISHED_SOURCE}"
-            )
+            cells += [f"{rate:.1f}" if rate is not None else "-" for rate in (task.pages_per_s, task.queries_per_s)]
+            lines.append(f"| {task.task} | " + " | ".join(cells + ([""] if compare else [])) + " |")
+        mains = sorted({task.main_metric for task in self.tasks})
+        if len(mains) == 1:  # a benchmark has one main metric: its mean goes in that column
+            cells = [f"**{self.mean_main_score:.2f}**" if m == mains[0] else "" for m in METRICS] + ["", ""]
+            if compare:
+                cells.append(f"{self.published:.2f} ({self.mean_main_score - self.published:+.2f})")
+            lines.append("| **mean** | " + " | ".join(cells) + " |")
+        labels = ", ".join(METRIC_LABELS.get(m, m) for m in mains)
+        lines += ["", f"Bold: each task's main score ({labels}). Mean main score: {self.mean_main_score:.2f}"]
+        if compare:
+            lines.append(f"Published score of {self.compare_to} on {self.benchmark}; source: {PUBLISHED_SOURCE}")
         settings = ", ".join(f"{key} {value}" for key, value in self.settings.items())
         versions = ", ".join(f"{key} {value}" for key, value in self.versions.items())
         lines += [f"Settings: {settings}", f"Versions: {versions}"]

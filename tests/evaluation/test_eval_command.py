@@ -60,3 +60,19 @@ def test_vidore_benchmarks_resolve_to_their_public_tasks(benchmark, n_tasks, mai
     tasks = resolve_tasks(benchmark=benchmark)
     assert len(tasks) == n_tasks and {task.metadata.main_score for task in tasks} == {main_score}
     assert all(task.metadata.is_public and "image" in task.metadata.modalities for task in tasks)
+
+
+def test_report_table_marks_main_scores_and_compares_with_published():
+    from colqwen3.evaluation import PUBLISHED_SCORES, EvaluationReport, TaskScores
+    from colqwen3.evaluation.run import METRICS
+
+    tomoro = "TomoroAI/tomoro-colqwen3-embed-4b"
+    tasks = [TaskScores(name, "ndcg_at_5", {m: value for m in METRICS}, ["default"], pages=10, page_seconds=2.0)
+             for name, value in (("VidoreDocVQARetrieval", 0.9), ("VidoreTatdqaRetrieval", 0.8))]  # fmt: skip
+    report = EvaluationReport(tomoro, None, "ViDoRe(v1)", tasks, {}, {}, PUBLISHED_SCORES[tomoro]["ViDoRe(v1)"], tomoro)
+    table = report.markdown()
+    assert "| VidoreDocVQARetrieval | **90.00** | 90.00 |" in table and "| 5.0 | - |" in table
+    assert "| **mean** | **85.00** |" in table and "| 90.57 (-5.57) |" in table
+    assert report.mean_main_score == pytest.approx(85.0)
+    plain = EvaluationReport("local/x", None, None, tasks, {}, {}).markdown()
+    assert "published" not in plain and "| **mean** | **85.00** |" in plain
