@@ -43,6 +43,7 @@ run_tier() {  # run_tier TIER: exit code 5 (no tests collected) counts as a fail
   # checkpoints saved on one transformers line are loaded on the other (tests/*: colqwen3.testing.cross_tier)
   local other=""
   case "$tier" in tf4) other=.venvs/tf5/bin/python ;; tf5) other=.venvs/tf4/bin/python ;; esac
+  unset COLQWEN3_OTHER_TIER_PYTHON  # set by an earlier tier of this run; the vllm tier has no other line
   if [ -n "$other" ] && [ -x "$other" ]; then export COLQWEN3_OTHER_TIER_PYTHON="$ROOT/$other"; fi
   HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error ".venvs/$tier/bin/python" -m pytest "$paths" -q -rs -m "$markers" \
     --junitxml="out/junit-$tier.xml" || status=$?

@@ -19,7 +19,7 @@ from typing import Optional
 from colqwen3.publish.build import MAX_SHARD_SIZE, PublishError, check_output_dir, load_source, write_repository
 from colqwen3.publish.card import model_card
 from colqwen3.publish.upload import check_repo_id, upload_repository
-from colqwen3.publish.verify import Verification, reference_embeddings, verify_repository
+from colqwen3.publish.verify import Verification, reference, verify_repository
 
 __all__ = ["PublishError", "PublishResult", "publish"]
 
@@ -75,7 +75,7 @@ def publish(
         raise ValueError(f"--eval-report {eval_report} does not exist.")
     loaded = load_source(source, base=base, revision=source_revision)
     write_repository(loaded, output_dir, dtype=dtype, overwrite=overwrite, max_shard_size=max_shard_size)
-    reference = reference_embeddings(loaded.model, loaded.processor)
+    expected = reference(loaded.model, loaded.processor)
     card = model_card(
         repo_id or f"local/{output_dir.name}",
         loaded.processor,
@@ -92,7 +92,7 @@ def publish(
 
         prepare_for_vllm_native(output_dir)
     print(f"verifying {output_dir} under {len(verify_pythons or default_pythons())} Python(s)", file=sys.stderr)
-    verification = verify_repository(output_dir, reference, verify_pythons or default_pythons())
+    verification = verify_repository(output_dir, expected, verify_pythons or default_pythons())
     if not verification.ok:
         problems = "\n".join(f"  - {problem}" for problem in verification.problems)
         raise PublishError(f"{output_dir} failed verification; nothing was uploaded:\n{problems}")

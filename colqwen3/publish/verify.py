@@ -1,7 +1,8 @@
 """Check a repository folder before anything is uploaded: exactly the files a repository needs, a model card whose
 YAML parses, and, in fresh subprocesses under each given Python (both transformers lines in this project's tests),
-`AutoModel`/`AutoProcessor` with `trust_remote_code` loading it offline and embedding a fixed query and page exactly
-as the source does (fp32, <= 1e-5).
+`AutoModel`/`AutoProcessor` with `trust_remote_code` loading it offline: the model embeds a fixed query and page
+(as the source's processor built them) exactly as the source does (fp32, <= 1e-5), and the processor builds the same
+tokens and image grids for them.
 
 Run in a subprocess as `python -m colqwen3.publish.verify FOLDER REFERENCE.pt OUT.json`.
 """
@@ -42,13 +43,21 @@ def fixed_inputs(processor) -> dict:
 
 
 @torch.inference_mode()
-def reference_embeddings(model, processor) -> dict:
-    """The embeddings of the fixed inputs by `model` with its parameters in float32 (values kept: a model cast to
-    bf16 for saving gives the reference of the bf16 repository)."""
+def embed_fixed(model, batches: dict) -> dict:
+    """Embeddings of `batches` by `model` with its parameters in float32 (values kept: a model cast to bf16 for
+    saving gives the reference of the bf16 repository)."""
     for parameter in model.parameters():
         parameter.data = parameter.data.float()
     model.eval()
-    return {name: model(**batch).embeddings[0] for name, batch in fixed_inputs(processor).items()}
+    return {name: model(**batch).embeddings[0] for name, batch in batches.items()}
+
+
+def reference(model, processor) -> dict:
+    """What every load is checked against: the fixed inputs as the source's processor builds them, and the source's
+    embeddings of them. Loads embed these same inputs, so image-resampling differences between environments (PIL
+    here, torchvision there) neither hide nor fake a weight or code problem; their processors are checked apart."""
+    batches = fixed_inputs(processor)
+    return {"batches": batches, "embeddings": embed_fixed(model, batches)}
 
 
 def check_files(folder: Path) -> list:
@@ -90,26 +99,29 @@ def check_card(folder: Path) -> list:
     return [f"{MODEL_CARD} metadata lacks {sorted(wanted - set(data))}"] if wanted - set(data) else []
 
 
-def verify_repository(folder, reference: dict, pythons: list) -> Verification:
-    """Every check above; `reference` from `reference_embeddings`, `pythons` the interpreters to load it under."""
+def verify_repository(folder, expected: dict, pythons: list) -> Verification:
+    """Every check above; `expected` from `reference`, `pythons` the interpreters to load the folder under."""
     folder = Path(folder)
     problems = check_files(folder) + check_card(folder)
     loads = []
     with tempfile.TemporaryDirectory() as work:
         reference_path = Path(work) / "reference.pt"
-        torch.save({name: value.float().cpu() for name, value in reference.items()}, reference_path)
+        batches = {name: {k: v.cpu() for k, v in batch.items()} for name, batch in expected["batches"].items()}
+        embeddings = {name: value.float().cpu() for name, value in expected["embeddings"].items()}
+        torch.save({"batches": batches, "embeddings": embeddings}, reference_path)
         for python in pythons:
             out = Path(work) / "load.json"
             environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
             command = [str(python), "-m", "colqwen3.publish.verify", str(folder), str(reference_path), str(out)]
             done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=environment)
             if done.returncode != 0 or not out.exists():
-                problems.append(
-                    f"loading under {python} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}"
-                )
+                last = done.stderr.strip().splitlines()[-1:] or done.returncode
+                problems.append(f"loading under {python} failed: {last}")
                 continue
             row = json.loads(out.read_text()) | {"python": str(python)}
             loads.append(row)
+            if not row["same_prompts"]:
+                problems.append(f"the processor under transformers {row['transformers']} builds other tokens or grids")
             for name, diff in row["max_abs_diff"].items():
                 if not diff <= ATOL:
                     problems.append(
@@ -125,15 +137,24 @@ def main() -> None:
     folder, reference_path, out_path = sys.argv[1:4]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True)
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
-    reference = torch.load(reference_path)
-    got = reference_embeddings(model, processor)
-    diffs = {
-        name: (got[name] - reference[name]).abs().max().item()
-        if got[name].shape == reference[name].shape
-        else float("inf")
-        for name in reference
+    expected = torch.load(reference_path)
+    got = embed_fixed(model, expected["batches"])
+    diffs = {name: (got[name] - value).abs().max().item() for name, value in expected["embeddings"].items()}
+    built = fixed_inputs(processor)  # this environment's processor: the same prompts and grids; pixels may resample
+    same_prompts = all(
+        torch.equal(built[name][key], batch[key])
+        for name, batch in expected["batches"].items()
+        for key in ("input_ids", "attention_mask", "image_grid_thw")
+        if key in batch
+    )
+    pixels = (built["page"]["pixel_values"] - expected["batches"]["page"]["pixel_values"]).abs().max().item()
+    result = {
+        "transformers": transformers.__version__,
+        "class": type(model).__name__,
+        "max_abs_diff": diffs,
+        "same_prompts": same_prompts,
+        "pixel_max_abs_diff": pixels,
     }
-    result = {"transformers": transformers.__version__, "class": type(model).__name__, "max_abs_diff": diffs}
     Path(out_path).write_text(json.dumps(result))
 
 
