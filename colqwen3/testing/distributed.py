@@ -67,6 +67,9 @@ def main() -> None:
         for tensor in result.values():
             torch.distributed.all_reduce(tensor)  # sum over ranks
         torch.save(result, args.out)
+        # Both ranks leave their collectives before either tears gloo down: a rank that destroys the group while the
+        # other is still inside one aborts ("terminate called without an active exception", seen once in CI).
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
