@@ -45,8 +45,9 @@ def run_eval(args, parser) -> int:
     except ImportError:
         parser.error("evaluation needs mteb: pip install 'colqwen3[eval]'")
     from colqwen3.evaluation import evaluate
+    from colqwen3.evaluation.run import default_name
 
-    name = args.name or (f"local/{args.model.rstrip('/').split('/')[-1]}" if Path(args.model).exists() else args.model)
+    name = args.name or default_name(args.model)
     output_dir = args.output_dir or Path("out/eval") / name.replace("/", "__")
     report = evaluate(
         args.model,

@@ -120,6 +120,11 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
 
+def default_name(model_id: str) -> str:
+    """The results name of a model: its Hub id, or `local/<folder name>` for a folder on disk."""
+    return f"local/{Path(model_id).resolve().name}" if Path(model_id).exists() else model_id
+
+
 def resolve_tasks(benchmark: Optional[str] = None, tasks=None, data=None, include_private: bool = False) -> list:
     """mteb task objects for exactly one of: a benchmark name, task names, local data (`RetrievalData` objects or
     BEIR-format folders). A benchmark's private tasks are left out unless `include_private`."""
@@ -194,7 +199,7 @@ def evaluate(
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         encoder.batch_size = batch_size
-    name = name or (f"local/{Path(model_id).name}" if Path(model_id).exists() else model_id)
+    name = name or default_name(model_id)
     wrapper = ColQwen3MtebModel(encoder, name, revision)
 
     output_dir = Path(output_dir) if output_dir is not None else None
