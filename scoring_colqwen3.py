@@ -18,7 +18,13 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-__all__ = ["SINGLE_VECTOR_STRATEGIES", "check_batch", "pool_single_vector", "score_multi_vector"]
+__all__ = [
+    "SINGLE_VECTOR_STRATEGIES",
+    "check_batch",
+    "pool_single_vector",
+    "score_multi_vector",
+    "score_padded_block",
+]
 
 SINGLE_VECTOR_STRATEGIES = ("mean", "max", "first", "last")
 
@@ -147,6 +153,24 @@ def _best_similarities(query_tokens: torch.Tensor, block: torch.Tensor, fast_bf1
     return torch.einsum("qbd,qd->qb", winners.to(query_tokens.dtype), query_tokens)
 
 
+def score_padded_block(
+    query_tokens: torch.Tensor, query_owner: torch.Tensor, n_queries: int, block: torch.Tensor
+) -> torch.Tensor:
+    """MaxSim of queries against one block of pages padded by duplication: `[n_queries, b]`.
+
+    `query_tokens` `[q, d]` are the queries' tokens concatenated and `query_owner` `[q]` the query each belongs to;
+    `block` `[b, L, d]` holds `b` pages, each padded to `L` rows with copies of its own tokens (a duplicate never
+    changes a max, so no mask is needed and the whole block is one matrix product). bfloat16 blocks against float32
+    queries take the bf16 search pass + exact float32 re-score of `score_multi_vector`; other dtypes are cast to the
+    queries' dtype.
+    """
+    fast_bf16 = block.dtype == torch.bfloat16 and query_tokens.dtype == torch.float32
+    if not fast_bf16 and block.dtype != query_tokens.dtype:
+        block = block.to(query_tokens.dtype)
+    scores = torch.zeros(n_queries, block.shape[0], dtype=query_tokens.dtype, device=query_tokens.device)
+    return scores.index_add_(0, query_owner, _best_similarities(query_tokens, block, fast_bf16))
+
+
 def score_multi_vector(
     qs: Union[torch.Tensor, list[torch.Tensor]],
     ps: Union[torch.Tensor, list[torch.Tensor]],
@@ -196,8 +220,7 @@ def score_multi_vector(
     for query_ids, query_tokens, owner in _query_blocks(queries, query_chunk_tokens, score_dtype, device):
         for page_ids, block in _page_blocks(pages, batch_size, chunk_tokens, block_dtype, device):
             # block: [b, L, d], each page padded with copies of its own first token, so no mask is needed.
-            per_query = torch.zeros(len(query_ids), len(page_ids), dtype=score_dtype, device=device)
-            per_query.index_add_(0, owner, _best_similarities(query_tokens, block, fast_bf16))
+            per_query = score_padded_block(query_tokens, owner, len(query_ids), block)
             scores[query_ids[:, None], page_ids[None, :]] = per_query
     if not torch.isfinite(scores).all():  # checked once here rather than by an extra pass over the corpus
         _raise_on_non_finite(queries, "qs")

@@ -14,6 +14,22 @@ def is_transformers_5() -> bool:
     return int(transformers.__version__.split(".")[0]) >= 5
 
 
+def tiny_checkpoint_for_demo() -> str:
+    """Write a tiny checkpoint with RANDOM weights offline into a temporary folder deleted when the process exits."""
+    import atexit
+    import shutil
+
+    from colqwen3.testing.tiny import write_checkpoint
+
+    print(
+        "No --model given: building a tiny checkpoint with RANDOM weights offline; rankings are meaningless.",
+        file=sys.stderr,
+    )
+    folder = Path(tempfile.mkdtemp(prefix="colqwen3-tiny-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return str(write_checkpoint(folder / "ckpt"))
+
+
 def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[str] = None):
     """`(model_id, model, processor)` for a checkpoint folder or Hub id, bf16 + FlashAttention 2 on CUDA when present.
 
@@ -23,13 +39,7 @@ def load_model(model_id: Optional[str], device: str = "cpu", revision: Optional[
     from transformers import AutoModel, AutoProcessor
 
     if model_id is None:
-        from colqwen3.testing.tiny import write_checkpoint
-
-        print(
-            "No --model given: building a tiny checkpoint with RANDOM weights offline; rankings are meaningless.",
-            file=sys.stderr,
-        )
-        model_id = str(write_checkpoint(Path(tempfile.mkdtemp(prefix="colqwen3-tiny-")) / "ckpt"))
+        model_id = tiny_checkpoint_for_demo()
     kwargs = {"trust_remote_code": True, **loading_kwargs(on_cuda=device.startswith("cuda"))}
     if revision:
         kwargs["revision"] = revision
