@@ -46,6 +46,7 @@ __all__ = ["FORMAT", "MANIFEST", "STORAGE_DTYPES", "IndexFolderError", "LocalInd
 FORMAT = "colqwen3-page-index/2"
 MANIFEST = "index.json"
 SEGMENTS = "segments"
+LOCK = "writer.lock"
 STORAGE_DTYPES = COMPACT_DTYPES
 _FLOAT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # safetensors dtype names -> (numpy dtype of the raw bytes, torch dtype to view them as)
@@ -78,6 +79,11 @@ def _write_atomically(path: Path, write) -> None:
         os.fsync(directory)  # the rename itself survives a power cut
     finally:
         os.close(directory)
+
+
+def _is_unfinished_write(path: Path) -> bool:
+    """A temporary file `_write_atomically` left behind when its process was killed."""
+    return path.name.startswith(".") and ".tmp-" in path.name
 
 
 def _pad_by_duplication(pages: list[torch.Tensor]) -> torch.Tensor:
@@ -159,6 +165,7 @@ class LocalIndex(PageStore):
         self.settings = IndexSettings.from_dict(manifest["settings"])
         self.block_tokens = block_tokens
         self._segments: dict[str, _Segment] = {}
+        self._lock = None  # taken at the first write: one writer at a time, any number of readers
         for record in manifest["segments"]:
             self._segments[record["file"]] = _Segment(folder / SEGMENTS / record["file"])
 
@@ -183,17 +190,17 @@ class LocalIndex(PageStore):
                 raise IndexFolderError(f"--index {folder} does not exist; build it first with `colqwen3 index`")
             if settings is None:
                 raise ValueError("settings are needed to create an index")
-            (folder / SEGMENTS).mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             manifest = {"format": FORMAT, "settings": json.loads(settings.to_json()), "complete": False, "segments": []}
             _write_atomically(manifest_path, lambda path: path.write_text(json.dumps(manifest, indent=1)))
+            (folder / SEGMENTS).mkdir(exist_ok=True)
         manifest = cls._read_manifest(manifest_path)
         index = cls(folder, manifest, block_tokens)
         if settings is not None and index.settings.differences(settings):
             index.close()
             raise SettingsMismatchError(
-                f"--index {folder} was built with other settings:\n  "
-                + "\n  ".join(index.settings.differences(settings))
-                + "\npass --reindex to rebuild it with the new ones, or keep the old ones"
+                f"--index {folder} was built with other settings ({'; '.join(index.settings.differences(settings))}):"
+                " pass --reindex to rebuild it, or leave the storage flags out to keep the index's"
             )
         return index
 
@@ -202,7 +209,7 @@ class LocalIndex(PageStore):
         """Raise `IndexFolderError` unless an index could be created at `folder` (absent, or an empty folder)."""
         if folder.exists() and not folder.is_dir():
             raise IndexFolderError(f"--index {folder} is a file, not an index folder; choose a new folder name")
-        if folder.is_dir() and any(folder.iterdir()):
+        if folder.is_dir() and any(not _is_unfinished_write(path) for path in folder.iterdir()):
             raise IndexFolderError(f"--index {folder} is a folder with other files in it, not a ColQwen3 index")
 
     @staticmethod
@@ -229,6 +236,9 @@ class LocalIndex(PageStore):
             return
         if not folder.is_dir():
             raise IndexFolderError(f"--index {folder} is a file, not an index folder; it is left untouched")
+        if not (folder / MANIFEST).exists():
+            LocalIndex.check_creatable(folder)  # an empty folder is fine; anything else is not ours to delete
+            return
         LocalIndex._read_manifest(folder / MANIFEST)  # raises unless this folder is an index
         segments = folder / SEGMENTS
         if segments.is_dir():
@@ -236,6 +246,7 @@ class LocalIndex(PageStore):
                 path.unlink()
             segments.rmdir()
         (folder / MANIFEST).unlink()
+        (folder / LOCK).unlink(missing_ok=True)
         if not any(folder.iterdir()):
             folder.rmdir()
 
@@ -243,6 +254,9 @@ class LocalIndex(PageStore):
         for segment in self._segments.values():
             segment.close()
         self._segments = {}
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     # ----- reading -----
     def _live(self):
@@ -268,7 +282,23 @@ class LocalIndex(PageStore):
         raise KeyError(f"no page {key!r} in {self.folder}")
 
     # ----- writing -----
+    def _become_writer(self) -> None:
+        """Lock the index for writing (another writer gets a clear error) and clear what a killed writer left."""
+        if self._lock is not None:
+            return
+        import fcntl
+
+        lock = open(self.folder / LOCK, "a")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise IndexFolderError(f"another process is writing the index at {self.folder}; wait for it") from None
+        self._lock = lock
+        self.remove_unfinished_writes()
+
     def _commit(self, manifest: dict) -> None:
+        self._become_writer()
         _write_atomically(self.folder / MANIFEST, lambda path: path.write_text(json.dumps(manifest, indent=1)))
         self._manifest = manifest
 
@@ -280,11 +310,13 @@ class LocalIndex(PageStore):
         """Delete segment files no manifest names (left by a killed writer); returns what was deleted."""
         named = {record["file"] for record in self._manifest["segments"]}
         stray = [path for path in (self.folder / SEGMENTS).iterdir() if path.name not in named]
+        stray += [path for path in self.folder.iterdir() if _is_unfinished_write(path)]
         for path in stray:
             path.unlink()
         return stray
 
     def add(self, entries: list[PageEntry], vectors: list[torch.Tensor]) -> None:
+        self._become_writer()
         vectors = self._check_new_pages(entries, vectors)
         if self.settings.pool_factor > 1:
             vectors = [pool_tokens(v.float(), self.settings.pool_factor) for v in vectors]
@@ -359,9 +391,8 @@ class LocalIndex(PageStore):
             (self.folder / SEGMENTS / name).unlink()
 
     # ----- search -----
-    def search(self, queries: list[torch.Tensor], top_k: int = 10) -> list[list[Hit]]:
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    def score(self, queries: list[torch.Tensor]) -> tuple[torch.Tensor, list[str]]:
+        """Exact MaxSim of every live page: (`[n_queries, n_pages]` float32 scores, the page keys of the columns)."""
         queries = check_queries(queries, self.settings.embed_dim)
         tokens = torch.cat([query.float() for query in queries])
         owner = torch.repeat_interleave(torch.arange(len(queries)), torch.tensor([len(q) for q in queries]))
@@ -376,6 +407,11 @@ class LocalIndex(PageStore):
                 columns.append(scores[:, live] if len(live) < n_pages else scores)
                 keys += [segment.entries[row + r].key for r in live]
                 row += n_pages
-        if not keys:
-            return [[] for _ in queries]
-        return rank_hits(torch.cat(columns, dim=1), keys, top_k)
+        scores = torch.cat(columns, dim=1) if columns else torch.zeros(len(queries), 0)
+        return scores, keys
+
+    def search(self, queries: list[torch.Tensor], top_k: int = 10) -> list[list[Hit]]:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        scores, keys = self.score(queries)
+        return rank_hits(scores, keys, top_k) if keys else [[] for _ in queries]

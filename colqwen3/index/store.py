@@ -8,9 +8,10 @@ A store holds, per page, its token vectors and a `PageEntry` (key, source file, 
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: page-rendering workers import this module
+    import torch
 
 __all__ = [
     "Hit",
@@ -105,8 +106,10 @@ class Hit:
     page: str  # the page key
 
 
-def check_queries(queries, embed_dim: int) -> list[torch.Tensor]:
+def check_queries(queries, embed_dim: int) -> "list[torch.Tensor]":
     """`queries` as a non-empty list of finite `[tokens, embed_dim]` tensors; errors name the offending query."""
+    import torch
+
     if not isinstance(queries, (list, tuple)) or not queries:
         raise ValueError(f"queries must be a non-empty list of [tokens, {embed_dim}] tensors, got {queries!r:.80}")
     for position, query in enumerate(queries):
@@ -130,7 +133,7 @@ class PageStore(ABC):
         """Every live page, by key."""
 
     @abstractmethod
-    def add(self, entries: list[PageEntry], vectors: list[torch.Tensor]) -> None:
+    def add(self, entries: list[PageEntry], vectors: "list[torch.Tensor]") -> None:
         """Store pages (`[tokens, embed_dim]` each, padding already dropped; keys not yet live). Durable on return:
         a process killed afterwards keeps them, one killed before leaves the store as it was."""
 
@@ -139,7 +142,7 @@ class PageStore(ABC):
         """Drop pages by key (unknown keys are an error); durable on return."""
 
     @abstractmethod
-    def search(self, queries: list[torch.Tensor], top_k: int = 10) -> list[list[Hit]]:
+    def search(self, queries: "list[torch.Tensor]", top_k: int = 10) -> list[list[Hit]]:
         """The `top_k` best pages per query, best first; ties broken by page key."""
 
     @property
@@ -164,9 +167,11 @@ class PageStore(ABC):
         return len(self.entries())
 
 
-def rank_hits(scores: torch.Tensor, keys: list[str], top_k: int) -> list[list[Hit]]:
+def rank_hits(scores: "torch.Tensor", keys: list[str], top_k: int) -> list[list[Hit]]:
     """`[n_queries, n_pages]` scores -> the `top_k` best `Hit`s per query, ordered by score then key (ties included
     exactly: every page scoring at least the k-th best score competes on its key)."""
+    import torch
+
     k = min(top_k, len(keys))
     hits = []
     for row in scores.double():

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
@@ -118,3 +119,72 @@ def write_beir_folder(folder, page_sizes=((300, 400), (400, 300), (256, 256))) -
     qrels += [f"{q}\t{page}\t{grade}" for q, (_, graded) in BEIR_QUERIES.items() for page, grade in graded.items()]
     (folder / "qrels/test.tsv").write_text("\n".join(qrels) + "\n")
     return folder
+
+
+# Pages in the formats and modes that plain `convert("RGB")` and a one-folder loader got wrong, and broken files.
+
+
+def transparent_page(size=(300, 400)) -> Image.Image:
+    """Black text and boxes on a fully transparent background (RGBA, hidden colour black), as slide exports and
+    "remove background" tools write them: `convert("RGB")` shows the whole page black."""
+    page = Image.new("RGBA", size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle([20, 20, size[0] - 20, 60], fill=(0, 0, 0, 255))
+    for index in range(4):
+        draw.text((30, 100 + 40 * index), f"transparent line {index}", fill=(0, 0, 0, 255))
+    return page
+
+
+def grey16_page(size=(256, 64)) -> Image.Image:
+    """A 16-bit greyscale ("I;16") page: a left-to-right ramp over the full 0..65535 range with a dark band, as 16-bit
+    scanners write them; `convert("RGB")` clips every value above 255 to white."""
+    width, height = size
+    ramp = np.linspace(0, 65535, width).round().astype(np.uint16)
+    values = np.tile(ramp, (height, 1))
+    values[height // 3 : height // 2] = 1000  # the "text": dark, but above 255
+    return Image.fromarray(values)
+
+
+def frame_pages(n: int = 3, size=(120, 160)) -> list[Image.Image]:
+    """`n` RGB pages that differ everywhere: page i is filled with its own colour, with a numbered title bar."""
+    colours = list(COLOURS.values())
+    pages = []
+    for index in range(n):
+        page = Image.new("RGB", size, colours[index % len(colours)])
+        ImageDraw.Draw(page).rectangle([0, 0, size[0], 20], fill=(255, 255, 255))
+        ImageDraw.Draw(page).text((5, 5), f"frame {index + 1}", fill=(0, 0, 0))
+        pages.append(page)
+    return pages
+
+
+def write_format_pages(folder) -> dict[str, Path]:
+    """A multi-frame TIFF (`frame_pages(3)`), a lossless WebP, a transparent PNG and a 16-bit PNG in `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    first, *rest = frame_pages(3)
+    paths = {
+        "tiff": folder / "scan.tiff",
+        "webp": folder / "photo.webp",
+        "transparent": folder / "transparent.png",
+        "grey16": folder / "grey16.png",
+    }
+    first.save(paths["tiff"], save_all=True, append_images=rest)
+    frame_pages(4)[3].save(paths["webp"], lossless=True)
+    transparent_page().save(paths["transparent"])
+    grey16_page().save(paths["grey16"])
+    return paths
+
+
+def write_problem_files(folder) -> dict[str, Path]:
+    """Files a loader must report, not crash on: a zero-byte PDF, a text file named .pdf, a PNG cut in half."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"empty": folder / "empty.pdf", "fake": folder / "notes.pdf", "truncated": folder / "cut.png"}
+    paths["empty"].write_bytes(b"")
+    paths["fake"].write_text("meeting notes, saved with the wrong name\n")
+    whole = folder / "whole.png"
+    make_page(["TRUNCATED"], seed=3).save(whole)
+    data = whole.read_bytes()
+    whole.unlink()
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    return paths

@@ -184,3 +184,14 @@ def test_ties_are_ordered_by_page_key(tmp_path):
     index.add(rows[3:], [page] * 3)
     index.add(rows[:3], [page] * 3)
     assert [hit.page for hit in index.search([page], top_k=4)[0]] == [row.key for row in rows[:4]]
+
+
+def test_one_writer_at_a_time(tmp_path, corpus):
+    writer = build(tmp_path / "index", corpus)
+    other = LocalIndex.open(tmp_path / "index")
+    assert len(other) == 23  # readers are never blocked
+    with pytest.raises(IndexFolderError, match="another process is writing the index"):
+        other.add(entries(1, start=40), corpus[:1])
+    writer.close()
+    other.add(entries(1, start=40), corpus[:1])
+    assert len(other) == 24

@@ -6,6 +6,7 @@ import inspect
 import pytest
 import torch
 
+import scoring_colqwen3
 from colqwen3.testing.references import maxsim_float64, pad
 from colqwen3.testing.references import random_unit_vectors as random_vectors
 from colqwen3.testing.tiny import embed
@@ -72,15 +73,18 @@ def test_hand_computed_maxsim():
     assert score(query, negative_page).item() == pytest.approx(-1.4)
 
 
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["bf16-pass", "upcast"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_pages_are_accumulated_in_float32(dtype):
+def test_low_precision_pages_are_accumulated_in_float32(dtype, native_bf16, monkeypatch):
+    # Both bf16 paths run on any CPU: the bf16 pass is only chosen on hardware with native bf16 products.
+    monkeypatch.setattr(scoring_colqwen3, "_bf16_matmul_is_fast", lambda device: native_bf16)
     queries = random_vectors((20, 9), dim=64, seed=7)
     docs = [d.to(dtype) for d in random_vectors((300, 120, 5), dim=64, seed=8)]
     got = score(queries, docs)
     assert got.dtype == torch.float32
     # the reference: float64 MaxSim of exactly the stored low-precision values
     assert (got.double() - maxsim_float64(queries, docs)).abs().max().item() < 2e-2
-    if dtype == torch.float16:  # upcast, no fast pass: exact
+    if dtype == torch.float16 or not native_bf16:  # upcast, no fast pass: exact
         assert (got.double() - maxsim_float64(queries, docs)).abs().max().item() < 1e-5
 
 
