@@ -47,10 +47,16 @@ def collection(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, collection, tomoro_checkpoint):
+    """The index an uninterrupted run builds."""
+    folder = tmp_path_factory.mktemp("reference") / "index"
+    subprocess.run(command(collection, folder, tomoro_checkpoint), check=True, capture_output=True)
+    return folder
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_a_killed_run_resumes_to_the_uninterrupted_index(tmp_path, collection, tomoro_checkpoint, seed):
-    reference = tmp_path / "reference"
-    subprocess.run(command(collection, reference, tomoro_checkpoint), check=True, capture_output=True)
+def test_a_killed_run_resumes_to_the_uninterrupted_index(tmp_path, collection, tomoro_checkpoint, reference, seed):
     rng = random.Random(seed)
     for attempt in range(3):
         index = tmp_path / f"resumed-{attempt}"

@@ -209,3 +209,23 @@ def test_empty_collection_is_refused(tmp_path, capsys, tomoro_checkpoint):
     assert status == 2 and "no PDF, PNG, JPEG, TIFF or WebP pages" in err
     status, _, err = run(capsys, "search", "--pages", tmp_path / "absent", "--model", tomoro_checkpoint, "--query", "q")
     assert status == 2 and "absent" in err and "Traceback" not in err
+
+
+def test_qdrant_edge_store_ranks_as_the_local_index(tmp_path, capsys, page_folder, tomoro_checkpoint):
+    pytest.importorskip("qdrant_edge", reason="qdrant-edge-py is not installed (the qdrant extra)")
+    common = ["--pages", page_folder, "--model", tomoro_checkpoint, "--workers", "0", "--storage-dtype", "float32"]
+    query = ["--query", "invoice total", "--top-k", "6", "--json-out"]
+    status, _, err = run(capsys, "search", *common, "--index", tmp_path / "local", *query, tmp_path / "local.json")
+    assert status == 0, err
+    edge = ["--store", "qdrant-edge", tmp_path / "edge"]
+    status, _, err = run(capsys, "search", *common, *edge, *query, tmp_path / "edge.json")
+    assert status == 0 and counts(err) == (6, 0, 0), err
+    local, engine = (
+        json.loads((tmp_path / f"{name}.json").read_text())["results"][0]["hits"] for name in ("local", "edge")
+    )
+    assert [hit["page"] for hit in engine] == [hit["page"] for hit in local]  # fewer pages than candidates: exact
+    assert max(abs(a["score"] - b["score"]) for a, b in zip(engine, local)) < 1e-4
+    status, _, err = run(capsys, "index", *common, *edge)  # up to date: nothing embedded again
+    assert status == 0 and counts(err) == (0, 0, 6)
+    status, _, err = run(capsys, "index", *common, *edge, "--storage-dtype", "bfloat16")
+    assert status == 2 and "dtype: 'float32' -> 'bfloat16'" in err and "--reindex" in err
