@@ -1,7 +1,7 @@
 """The `colqwen3` command (also `python -m colqwen3`): one subcommand per job, each a thin layer over the Python API.
 
 Results go to stdout, progress and notices to stderr. Flags mean the same in every subcommand: `--model` (checkpoint
-folder or Hub id), `--pages` (folder of page images and PDFs), `--query` (repeatable), `--index` (page index file),
+folder or Hub id), `--pages` (folders and files of pages), `--query` (repeatable), `--index` (page index folder),
 `--route` (vLLM route), `--max-visual-tokens`, `--json-out` (results as JSON), `--*-atol` (absolute tolerances).
 """
 

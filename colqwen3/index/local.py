@@ -36,6 +36,7 @@ from colqwen3.index.store import (
     PageEntry,
     PageStore,
     SettingsMismatchError,
+    check_new_pages,
     check_queries,
     rank_hits,
 )
@@ -348,26 +349,12 @@ class LocalIndex(PageStore):
         return max(existing, default=0) + 1
 
     def _check_new_pages(self, entries, vectors) -> list[torch.Tensor]:
-        if len(entries) != len(vectors) or not entries:
-            raise ValueError(f"need one entry per page and at least one page, got {len(entries)} and {len(vectors)}")
+        vectors = check_new_pages(entries, vectors, self.settings.embed_dim)
         live = self.entries()
-        seen = set()
-        for entry, vector in zip(entries, vectors):
-            if not isinstance(entry, PageEntry):
-                raise TypeError(f"entries must be PageEntry objects, got {type(entry).__name__}")
-            if entry.key in live or entry.key in seen:
+        for entry in entries:
+            if entry.key in live:
                 raise ValueError(f"page {entry.key!r} is already in the index; remove it first")
-            seen.add(entry.key)
-            if not isinstance(vector, torch.Tensor) or vector.ndim != 2 or vector.shape[0] == 0:
-                got = tuple(vector.shape) if isinstance(vector, torch.Tensor) else type(vector).__name__
-                raise ValueError(f"page {entry.key!r}: vectors must be a non-empty [tokens, dim] tensor, got {got}")
-            if vector.shape[1] != self.settings.embed_dim:
-                raise ValueError(
-                    f"page {entry.key!r} has dim {vector.shape[1]}, the index stores {self.settings.embed_dim}"
-                )
-            if not torch.isfinite(vector).all():
-                raise ValueError(f"page {entry.key!r} has NaN or infinite values")
-        return [vector.detach().cpu() for vector in vectors]
+        return vectors
 
     def remove(self, keys: Iterable[str]) -> None:
         keys = set(keys)

@@ -47,6 +47,7 @@ from colqwen3.index.store import (
     PageEntry,
     PageStore,
     SettingsMismatchError,
+    check_new_pages,
     check_queries,
 )
 from scoring_colqwen3 import pool_single_vector
@@ -232,33 +233,12 @@ class _QdrantPageStore(PageStore):
         return _point_id(entry.key), {TOKENS: tokens, POOLED: _mean_vector(vectors)}, entry.to_dict()
 
     def _check_new_pages(self, entries, vectors) -> list[torch.Tensor]:
-        if not isinstance(entries, (list, tuple)) or not isinstance(vectors, (list, tuple)):
-            raise TypeError(
-                f"entries and vectors must be lists, got {type(entries).__name__}, {type(vectors).__name__}"
-            )
-        if len(entries) != len(vectors) or not entries:
-            raise ValueError(f"need one entry per page and at least one page, got {len(entries)} and {len(vectors)}")
-        seen = set()
-        for entry, vector in zip(entries, vectors):
-            if not isinstance(entry, PageEntry):
-                raise TypeError(f"entries must be PageEntry objects, got {type(entry).__name__}")
-            if entry.key in seen:
-                raise ValueError(f"page {entry.key!r} appears twice in one add")
-            seen.add(entry.key)
-            if not isinstance(vector, torch.Tensor) or vector.ndim != 2 or vector.shape[0] == 0:
-                got = tuple(vector.shape) if isinstance(vector, torch.Tensor) else type(vector).__name__
-                raise ValueError(f"page {entry.key!r}: vectors must be a non-empty [tokens, dim] tensor, got {got}")
-            if vector.shape[1] != self.settings.embed_dim:
-                raise ValueError(
-                    f"page {entry.key!r} has dim {vector.shape[1]}, the store holds {self.settings.embed_dim}"
-                )
-            if not torch.isfinite(vector).all():
-                raise ValueError(f"page {entry.key!r} has NaN or infinite values")
+        vectors = check_new_pages(entries, vectors, self.settings.embed_dim)
         live = self._backend.payloads([_point_id(entry.key) for entry in entries])
         if live:
             keys = sorted(payload.get("key", point_id) for point_id, payload in live.items())
             raise ValueError(f"pages already in the store (remove them first): {keys[:5]}")
-        return [vector.detach().float().cpu() for vector in vectors]
+        return [vector.float() for vector in vectors]
 
     def remove(self, keys: Iterable[str]) -> None:
         if isinstance(keys, str):

@@ -20,6 +20,7 @@ __all__ = [
     "PageEntry",
     "PageStore",
     "SettingsMismatchError",
+    "check_new_pages",
     "check_queries",
     "rank_hits",
 ]
@@ -121,6 +122,32 @@ def check_queries(queries, embed_dim: int) -> "list[torch.Tensor]":
         if not torch.isfinite(query).all():
             raise ValueError(f"query {position} contains NaN or infinite values")
     return list(queries)
+
+
+def check_new_pages(entries, vectors, embed_dim: int) -> "list[torch.Tensor]":
+    """`vectors` as detached CPU tensors after checking what every store's `add` needs: one `PageEntry` per page,
+    keys unique within the call, non-empty finite `[tokens, embed_dim]` tensors. Errors name the page."""
+    import torch
+
+    if not isinstance(entries, (list, tuple)) or not isinstance(vectors, (list, tuple)):
+        raise TypeError(f"entries and vectors must be lists, got {type(entries).__name__}, {type(vectors).__name__}")
+    if len(entries) != len(vectors) or not entries:
+        raise ValueError(f"need one entry per page and at least one page, got {len(entries)} and {len(vectors)}")
+    seen = set()
+    for entry, vector in zip(entries, vectors):
+        if not isinstance(entry, PageEntry):
+            raise TypeError(f"entries must be PageEntry objects, got {type(entry).__name__}")
+        if entry.key in seen:
+            raise ValueError(f"page {entry.key!r} appears twice in one add")
+        seen.add(entry.key)
+        if not isinstance(vector, torch.Tensor) or vector.ndim != 2 or vector.shape[0] == 0:
+            got = tuple(vector.shape) if isinstance(vector, torch.Tensor) else type(vector).__name__
+            raise ValueError(f"page {entry.key!r}: vectors must be a non-empty [tokens, dim] tensor, got {got}")
+        if vector.shape[1] != embed_dim:
+            raise ValueError(f"page {entry.key!r} has dim {vector.shape[1]}, the store holds dim {embed_dim}")
+        if not torch.isfinite(vector).all():
+            raise ValueError(f"page {entry.key!r} has NaN or infinite values")
+    return [vector.detach().cpu() for vector in vectors]
 
 
 class PageStore(ABC):

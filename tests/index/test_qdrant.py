@@ -210,7 +210,7 @@ def test_duplicate_and_bad_pages_are_refused(place, backend):
     bad = {
         "non-empty \\[tokens, dim\\] tensor, got \\(32,\\)": torch.ones(DIM),
         "non-empty \\[tokens, dim\\] tensor, got \\(0, 32\\)": torch.ones(0, DIM),
-        "has dim 16, the store holds 32": torch.ones(3, 16),
+        "has dim 16, the store holds dim 32": torch.ones(3, 16),
         "NaN or infinite": torch.full((3, DIM), float("nan")),
     }
     for message, vectors in bad.items():
