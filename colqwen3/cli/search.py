@@ -262,8 +262,12 @@ def run_search(args, parser) -> int:
                 parser.error("give --pages to search, or --index of an index built before")
             args.index = Path(scratch) / "index"  # a throwaway index, deleted with the folder
         kind, location = _store_location(parser, args)
-        if not args.pages and stored_settings(kind, location, **_where(args)) is None:
-            parser.error(f"no index at {location}: give --pages to build it")
+        if not args.pages:
+            existing = stored_settings(kind, location, **_where(args))
+            if existing is None:
+                parser.error(f"no index at {location}: give --pages to build it")
+            if args.model is None and not args.embed_with:
+                parser.error(f"give --model: the index at {location} was built with {existing.model.location}")
         session = _Session(args)
         problems = 0
         if args.pages:

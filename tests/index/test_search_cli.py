@@ -229,3 +229,11 @@ def test_qdrant_edge_store_ranks_as_the_local_index(tmp_path, capsys, page_folde
     assert status == 0 and counts(err) == (0, 0, 6)
     status, _, err = run(capsys, "index", *common, *edge, "--storage-dtype", "bfloat16")
     assert status == 2 and "dtype: 'float32' -> 'bfloat16'" in err and "--reindex" in err
+
+
+def test_searching_an_index_needs_the_model_that_built_it(tmp_path, capsys, page_folder, tomoro_checkpoint):
+    index = tmp_path / "index"
+    assert run(capsys, "index", "--pages", page_folder, "--index", index, "--model", tomoro_checkpoint,
+               "--workers", "0")[0] == 0  # fmt: skip
+    status, _, err = run(capsys, "search", "--index", index, "--query", "q")
+    assert status == 2 and f"give --model: the index at {index} was built with {tomoro_checkpoint.resolve()}" in err
