@@ -1,6 +1,6 @@
 """Peak memory and speed of `colqwen3 index` as the collection grows: memory must stay flat in the number of pages.
 
-    .venvs/tf5/bin/python benchmarks/bench_indexing.py [--sizes 20 200 2000] [--workers 2] [--json-out FILE]
+    .venvs/tf5/bin/python benchmarks/bench_indexing.py [--sizes 24 80 200] [--workers 2] [--json-out FILE]
 
 A tiny checkpoint with RANDOM weights and the real 1280-token page budget indexes the first N pages of one synthetic
 collection (1024 x 1280 pages, half PNG files in sub-folders, half in 4-page PDFs rendered at 72 dpi, so every page
@@ -55,7 +55,7 @@ def run_index(files: list[Path], checkpoint: Path, index: Path, workers: int, ba
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 2000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[24, 80, 200])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--json-out", type=Path)

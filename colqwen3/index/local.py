@@ -153,6 +153,14 @@ class _Segment:
             row -= len(lengths)
         raise IndexError(row)
 
+    def release(self, index: int) -> None:
+        """Drop block `index`'s pages from this process's memory (they stay in the OS page cache): mapped pages
+        count as resident once read, and without this a search would end holding the whole index."""
+        spans = [self._header[name]["data_offsets"] for name in self._header if name.startswith(f"block.{index}.")]
+        begin = (self._start + min(b for b, _ in spans)) // mmap.PAGESIZE * mmap.PAGESIZE
+        end = self._start + max(e for _, e in spans)
+        self._map.madvise(mmap.MADV_DONTNEED, begin, end - begin)  # never written: re-read from the file if needed
+
     def close(self) -> None:
         self._map.close()
 
@@ -390,6 +398,8 @@ class LocalIndex(PageStore):
             for index in range(segment.n_blocks):
                 block, n_pages = segment.block(index, self.settings.dtype)
                 scores = score_padded_block(tokens, owner, len(queries), block)
+                del block
+                segment.release(index)
                 live = [r for r in range(n_pages) if row + r not in dead]
                 columns.append(scores[:, live] if len(live) < n_pages else scores)
                 keys += [segment.entries[row + r].key for r in live]
