@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-METHODS = ("colpali-engine (fp32)", "ours fp32", "ours bf16 pages", "float64 brute force")
+METHODS = ("colpali-engine (fp32)", "ours fp32", "ours bf16 pages", "index fp32", "index bf16", "float64 brute force")
 
 
 def run_benchmark(name, *args):
@@ -39,7 +39,7 @@ def test_bench_scoring_runs_on_tiny_sizes(tmp_path):
     assert sorted((row["method"], row["n_queries"]) for row in data["rows"]) == sorted((m, 2) for m in METHODS)
     assert all(row["pairs"] > 0 and row["diff"] < 0.02 for row in data["rows"])
     checks = [check for check in data["checks"] if check["kind"] == "check"]
-    assert len(checks) == 3 and all(check["ok"] for check in checks)
+    assert len(checks) == 5 and all(check["ok"] for check in checks)
     assert data["matmul_ceiling_gflops"]["fp32"] > 0 and "all exactness checks passed" in out
 
 
@@ -82,3 +82,21 @@ def test_bench_eval_encoder_runs_and_checks_itself(tmp_path):
     plain, ours = data["rows"]
     assert (plain["method"], ours["method"]) == ("plain loop", "eval encoder")
     assert ours["padding"] < plain["padding"] and ours["pages_per_s"] > 0 and plain["pages_per_s"] > 0
+
+
+def test_bench_qdrant_two_stage_runs_and_checks_itself(tmp_path):
+    pytest.importorskip("qdrant_edge", reason="qdrant-edge-py is not installed (the qdrant extra)")
+    run_benchmark(
+        "bench_qdrant_two_stage.py", "--pages", "40", "--topics", "4", "--queries", "4", "--candidates", "5", "20",
+        "--repeats", "1", "--threads", "1", "--json-out", str(tmp_path / "qdrant.json"),
+    )  # fmt: skip
+    data = json.loads((tmp_path / "qdrant.json").read_text())
+    rows = {(row["store"], row["candidates"]): row for row in data["rows"]}
+    assert data["exact_ok"] and rows[("edge", "all")]["recall_at_k"] == 1.0  # exact search finds the exact top-k
+    assert set(rows) >= {("edge", "5"), ("edge", "20")} and 0 < rows[("edge", "5")]["recall_at_k"] <= 1
+
+
+def test_bench_indexing_runs_and_checks_itself(tmp_path):
+    out = run_benchmark("bench_indexing.py", "--sizes", "8", "--workers", "1", "--json-out", str(tmp_path / "ix.json"))
+    (row,) = json.loads((tmp_path / "ix.json").read_text())["rows"]
+    assert row["pages"] == 8 and row["peak_rss_mib"] > 0 and "PASS" in out
