@@ -26,6 +26,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args, parser)
-    except (ValueError, FileNotFoundError) as error:  # bad input named by the API: a message, not a traceback
+    except (ValueError, OSError) as error:  # bad input named by the API or a file it cannot read: a message
         print(f"colqwen3 {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -144,6 +144,10 @@ def test_bad_indexes_and_queries_get_one_line_errors(tmp_path, capsys, page_fold
         status, _, err = run(capsys, "search", "--index", location, "--model", tomoro_checkpoint, "--query", "q")
         assert status == 2 and message in err and "Traceback" not in err, err
         assert len([line for line in err.splitlines() if "error" in line]) == 1
+    status, _, err = run(
+        capsys, "index", "--pages", page_folder, "--index", tmp_path / "i", "--model", tmp_path / "nope"
+    )
+    assert status == 2 and "nope" in err and "Traceback" not in err  # a model folder that is not there
     for queries in (["--query", ""], ["--query", "fine", "--query", "   "]):
         status, _, err = run(capsys, "search", "--pages", page_folder, "--model", tomoro_checkpoint, *queries)
         assert status == 2 and "is empty" in err
