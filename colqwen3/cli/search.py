@@ -262,8 +262,8 @@ def run_search(args, parser) -> int:
                 parser.error("give --pages to search, or --index of an index built before")
             args.index = Path(scratch) / "index"  # a throwaway index, deleted with the folder
         kind, location = _store_location(parser, args)
+        existing = None if args.pages else stored_settings(kind, location, **_where(args))
         if not args.pages:
-            existing = stored_settings(kind, location, **_where(args))
             if existing is None:
                 parser.error(f"no index at {location}: give --pages to build it")
             if args.model is None and not args.embed_with:
@@ -276,8 +276,9 @@ def run_search(args, parser) -> int:
             except IndexingError as error:
                 print(f"colqwen3 search: stopped (--on-error stop): {error}", file=sys.stderr)
                 return 1
-        existing = stored_settings(kind, location, **_where(args))
-        with _open(args, kind, location, session.settings(args, existing)) as store:
+        # After indexing, the store has just been checked against this model and these settings.
+        settings = None if args.pages else session.settings(args, existing)
+        with _open(args, kind, location, settings) as store:
             if not store.complete:
                 print(
                     f"warning: the index at {location} is incomplete: its last indexing run did not finish; "

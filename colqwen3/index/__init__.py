@@ -17,7 +17,7 @@ _EXPORTS = {
     "compact": ("COMPACT_DTYPES", "bytes_per_token", "decode_tokens", "encode_tokens", "pool_tokens"),
     "documents": ("Discovery", "Problem", "SourceFile", "discover", "iter_pages", "load_pages", "to_rgb"),
     "embedders": ("LocalEmbedder", "VllmEmbedder"),
-    "embedding": ("embed_pages", "embed_queries", "load_model"),
+    "embedding": ("load_model",),
     "identity": ("model_identity",),
     "indexer": ("IndexingError", "IndexingReport", "update_index"),
     "local": ("STORAGE_DTYPES", "IndexFolderError", "LocalIndex"),

@@ -1,4 +1,4 @@
-"""Load a ColQwen3 checkpoint for embedding and turn processor batches into per-item token vectors."""
+"""Load a ColQwen3 checkpoint for embedding: dtype and attention by device, the offline tiny demo checkpoint."""
 
 import sys
 import tempfile
@@ -63,34 +63,3 @@ def has_flash_attn() -> bool:
     except ImportError:
         return False
     return True
-
-
-def embed_batches(model, batches, device: str = "cpu", description: str = "batches") -> list[torch.Tensor]:
-    """One `[tokens, dim]` float32 CPU tensor per input (padding dropped); a progress bar on stderr for long runs."""
-    from tqdm.auto import tqdm
-
-    vectors = []
-    for batch in tqdm(batches, desc=description, unit="batch", disable=len(batches) < 3, file=sys.stderr):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.inference_mode():
-            out = model(**batch).embeddings
-        mask = batch["attention_mask"].bool()
-        vectors.extend(out[i][mask[i]].float().cpu() for i in range(out.shape[0]))
-    return vectors
-
-
-def chunks(items: list, size: int) -> list[list]:
-    """`items` in consecutive runs of at most `size`."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def embed_pages(model, processor, images, batch_size: int = 4, device: str = "cpu") -> list[torch.Tensor]:
-    """Page images -> one `[tokens, dim]` tensor each, through `processor.process_images`."""
-    batches = [processor.process_images(chunk) for chunk in chunks(list(images), batch_size)]
-    return embed_batches(model, batches, device, "pages")
-
-
-def embed_queries(model, processor, queries, batch_size: int = 4, device: str = "cpu") -> list[torch.Tensor]:
-    """Query strings -> one `[tokens, dim]` tensor each, through `processor.process_queries`."""
-    batches = [processor.process_queries(chunk) for chunk in chunks(list(queries), batch_size)]
-    return embed_batches(model, batches, device, "queries")

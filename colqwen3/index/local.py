@@ -175,6 +175,7 @@ class LocalIndex(PageStore):
         self.block_tokens = block_tokens
         self._segments: dict[str, _Segment] = {}
         self._lock = None  # taken at the first write: one writer at a time, any number of readers
+        self._live_keys: Optional[set] = None  # built at the first add, kept up to date: adds stay O(pages added)
         for record in manifest["segments"]:
             self._segments[record["file"]] = _Segment(folder / SEGMENTS / record["file"])
 
@@ -351,6 +352,7 @@ class LocalIndex(PageStore):
         _write_atomically(self.folder / SEGMENTS / name, lambda path: save_file(tensors, str(path), metadata))
         self._segments[name] = _Segment(self.folder / SEGMENTS / name)
         self._commit({**self._manifest, "segments": [*self._manifest["segments"], {"file": name, "dead": []}]})
+        self._live_keys.update(entry.key for entry in entries)
 
     def _next_segment_number(self) -> int:
         existing = [int(path.stem.split("-")[1]) for path in (self.folder / SEGMENTS).glob("seg-*.safetensors")]
@@ -358,9 +360,10 @@ class LocalIndex(PageStore):
 
     def _check_new_pages(self, entries, vectors) -> list[torch.Tensor]:
         vectors = check_new_pages(entries, vectors, self.settings.embed_dim)
-        live = self.entries()
+        if self._live_keys is None:
+            self._live_keys = {entry.key for _, _, entry in self._live()}
         for entry in entries:
-            if entry.key in live:
+            if entry.key in self._live_keys:
                 raise ValueError(f"page {entry.key!r} is already in the index; remove it first")
         return vectors
 
@@ -381,6 +384,8 @@ class LocalIndex(PageStore):
             raise ValueError(f"pages not in the index: {sorted(keys - found)[:5]}")
         emptied = [r["file"] for r in segments if len(r["dead"]) == len(self._segments[r["file"]].entries)]
         self._commit({**self._manifest, "segments": [r for r in segments if r["file"] not in emptied]})
+        if self._live_keys is not None:
+            self._live_keys -= keys
         for name in emptied:  # after the commit: the manifest never names a missing file
             self._segments.pop(name).close()
             (self.folder / SEGMENTS / name).unlink()
