@@ -20,7 +20,11 @@ from typing import Optional, Union
 import torch
 from torch import nn
 from transformers import PreTrainedModel
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLForConditionalGeneration, Qwen3VLModel
+from transformers.models.qwen3_vl.modeling_qwen3_vl import (
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLModel,
+    Qwen3VLTextModel,
+)
 from transformers.utils import ModelOutput, logging
 
 try:
@@ -36,8 +40,10 @@ except ImportError:
 __all__ = [
     "SINGLE_VECTOR_STRATEGIES",
     "ColQwen3",
+    "ColQwen3DeepStackTextModel",
     "ColQwen3ForRetrievalOutput",
     "ColQwen3PreTrainedModel",
+    "deepstack_channel_levels",
     "pool_single_vector",
 ]
 
@@ -101,6 +107,106 @@ def _none_if_empty(grid_thw: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return grid_thw
 
 
+def deepstack_channel_levels(config) -> int:
+    """How many DeepStack levels travel in extra input channels, or 0 when that mode is off (the default).
+
+    vLLM's Transformers backend keeps only the merged visual tokens of `get_image_features` and gives `forward` nothing
+    but the input embeddings, so DeepStack would be lost there. It sizes those embeddings, and every image row it caches,
+    by `text_config.projection_dim`; launched with `projection_dim = hidden_size * (1 + levels)` (an `hf_overrides`
+    entry, never written into config.json), each visual row can carry its DeepStack features after its own embedding.
+    """
+    text_config = config.get_text_config()
+    levels = len(getattr(config.vision_config, "deepstack_visual_indexes", None) or ())
+    width = getattr(text_config, "projection_dim", None)
+    return levels if levels and width == text_config.hidden_size * (1 + levels) else 0
+
+
+def _split_per_item(features, sizes: list) -> tuple:
+    """Per-item rows: transformers 5 splits features per image itself, 4.57 returns DeepStack levels unsplit."""
+    return tuple(torch.split(features, sizes)) if isinstance(features, torch.Tensor) else tuple(features)
+
+
+class _ZeroPaddedEmbedding(nn.Module):
+    """Token embeddings followed by zeros in the DeepStack channels: text rows carry no DeepStack features.
+
+    Built on each `get_input_embeddings()` call around the current embedding module, because vLLM swaps that module
+    for its own after the model is built; a kept wrapper would hold the discarded one.
+    """
+
+    def __init__(self, embedding: nn.Module, width: int):
+        super().__init__()
+        self.embedding = embedding
+        self.width = width
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.embedding.weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embeds = self.embedding(input_ids)
+        return nn.functional.pad(embeds, (0, self.width - embeds.shape[-1]))
+
+
+class ColQwen3DeepStackTextModel(Qwen3VLTextModel):
+    """
+    The Qwen3-VL decoder, also accepting DeepStack features in extra input channels (see [`deepstack_channel_levels`]).
+
+    Input `(batch, seq, hidden_size * (1 + levels))` is split into the token embeddings and one block per level; each
+    block is added to every row after the matching decoder layer. Text rows carry zeros there, so they are unchanged,
+    and visual rows get exactly what Qwen3-VL's `_deepstack_process` adds to them. Input of the usual width runs the
+    stock decoder. Built as its own class (vLLM decorates the decoder class for torch.compile before building it), and
+    `forward` names its tensor arguments, which vLLM's compile wrapper binds by name.
+    """
+
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.LongTensor] = None,
+        past_key_values=None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        use_cache: Optional[bool] = None,
+        visual_pos_masks: Optional[torch.Tensor] = None,
+        deepstack_visual_embeds: Optional[list] = None,
+        **kwargs,
+    ):
+        hidden_size = self.config.hidden_size
+        if inputs_embeds is not None and inputs_embeds.shape[-1] != hidden_size:
+            width = getattr(self.config, "projection_dim", None)
+            if inputs_embeds.shape[-1] != width or width % hidden_size or deepstack_visual_embeds is not None:
+                raise ValueError(
+                    f"`inputs_embeds` are {inputs_embeds.shape[-1]} wide: expected `hidden_size` ({hidden_size}) or, "
+                    f"without `deepstack_visual_embeds`, `text_config.projection_dim` ({width}), a multiple of it."
+                )
+            token_embeds, *deepstack_visual_embeds = inputs_embeds.split(hidden_size, dim=-1)
+            inputs_embeds = token_embeds.contiguous()
+            deepstack_visual_embeds = [level.contiguous() for level in deepstack_visual_embeds]
+            visual_pos_masks = None  # every row gets its level; see `_deepstack_process`
+        return super().forward(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            visual_pos_masks=visual_pos_masks,
+            deepstack_visual_embeds=deepstack_visual_embeds,
+            **kwargs,
+        )
+
+    def get_input_embeddings(self):
+        """Token embeddings padded with zeros to `projection_dim`: how vLLM embeds text rows (it calls the decoder's)."""
+        return _ZeroPaddedEmbedding(self.embed_tokens, self.config.projection_dim)
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value.embedding if isinstance(value, _ZeroPaddedEmbedding) else value
+
+    def _deepstack_process(self, hidden_states, visual_pos_masks, visual_embeds):
+        if visual_pos_masks is None:  # channel input: one row of features per token, zeros on text rows
+            return hidden_states + visual_embeds.to(hidden_states.dtype)
+        return super()._deepstack_process(hidden_states, visual_pos_masks, visual_embeds)
+
+
 @dataclass
 class ColQwen3ForRetrievalOutput(ModelOutput):
     """
@@ -160,6 +266,9 @@ class ColQwen3(ColQwen3PreTrainedModel):
         # The config object itself (not a rebuilt copy) goes to the backbone so runtime settings such as the
         # attention implementation chosen by the caller or by vLLM reach every layer.
         self.vlm = Qwen3VLForConditionalGeneration(config)
+        self.deepstack_channel_levels = deepstack_channel_levels(config)
+        if self.deepstack_channel_levels:
+            self.vlm.model.language_model = ColQwen3DeepStackTextModel._from_config(text_config)
         self.embedding_proj_layer = nn.Linear(
             text_config.hidden_size, embed_dim, bias=getattr(config, "embedding_proj_bias", True)
         )
@@ -224,13 +333,35 @@ class ColQwen3(ColQwen3PreTrainedModel):
     def get_image_features(
         self, pixel_values: torch.Tensor, image_grid_thw: Optional[torch.LongTensor] = None, **kwargs
     ):
-        """Merged visual tokens per image (and DeepStack features), as `Qwen3VLModel.get_image_features` gives them."""
-        return self.vlm.model.get_image_features(pixel_values, _none_if_empty(image_grid_thw), **kwargs)
+        """Merged visual tokens per image (and DeepStack features), as `Qwen3VLModel.get_image_features` gives them;
+        with DeepStack channels on, each image's DeepStack features follow its tokens in the same rows."""
+        image_grid_thw = _none_if_empty(image_grid_thw)
+        features = self.vlm.model.get_image_features(pixel_values, image_grid_thw, **kwargs)
+        return self._append_deepstack_channels(features, image_grid_thw)
 
     def get_video_features(
         self, pixel_values_videos: torch.Tensor, video_grid_thw: Optional[torch.LongTensor] = None, **kwargs
     ):
-        return self.vlm.model.get_video_features(pixel_values_videos, _none_if_empty(video_grid_thw), **kwargs)
+        video_grid_thw = _none_if_empty(video_grid_thw)
+        features = self.vlm.model.get_video_features(pixel_values_videos, video_grid_thw, **kwargs)
+        return self._append_deepstack_channels(features, video_grid_thw)
+
+    def _append_deepstack_channels(self, features, grid_thw: torch.Tensor):
+        """Per item, `[tokens, hidden * (1 + levels)]`: merged visual tokens, then each DeepStack level (off: as is)."""
+        if not self.deepstack_channel_levels:
+            return features
+        is_tuple = isinstance(features, tuple)  # transformers 4.57: (per-item tokens, DeepStack levels)
+        pooled, deepstack = features if is_tuple else (features.pooler_output, features.deepstack_features)
+        sizes = (grid_thw.prod(-1) // self.visual.spatial_merge_size**2).tolist()
+        levels = [_split_per_item(level, sizes) for level in deepstack]
+        wide = tuple(
+            torch.cat([tokens, *(level[item] for level in levels)], dim=-1)
+            for item, tokens in enumerate(_split_per_item(pooled, sizes))
+        )
+        if is_tuple:
+            return wide, deepstack
+        features.pooler_output = wide
+        return features
 
     # ----- forward -----
     def forward(
@@ -289,6 +420,13 @@ class ColQwen3(ColQwen3PreTrainedModel):
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
                 position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)  # (3, batch, seq): text-only M-RoPE
 
+        if self.deepstack_channel_levels and input_ids is not None:
+            # The decoder embeds wide rows (see `ColQwen3DeepStackTextModel`): build them here, as vLLM does.
+            inputs_embeds = self._channel_inputs_embeds(
+                input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw
+            )
+            input_ids = pixel_values = pixel_values_videos = None
+
         inner_inputs = {"mm_token_type_ids": mm_token_type_ids} if _INNER_TAKES_MM_TOKEN_TYPES else {}
         outputs = self.vlm.model(
             input_ids=input_ids,
@@ -315,6 +453,26 @@ class ColQwen3(ColQwen3PreTrainedModel):
         if not return_dict:
             return (embeddings,)
         return ColQwen3ForRetrievalOutput(embeddings=embeddings)
+
+    def _channel_inputs_embeds(self, input_ids, pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw):
+        """Wide input embeddings (DeepStack channels on): zero-padded token embeddings, visual rows in place."""
+        inputs_embeds = self.get_input_embeddings()(input_ids)
+        for name, token_id, pixels, grid_thw, get_features in (
+            ("image", self.config.image_token_id, pixel_values, image_grid_thw, self.get_image_features),
+            ("video", self.config.video_token_id, pixel_values_videos, video_grid_thw, self.get_video_features),
+        ):
+            if pixels is None:
+                continue
+            features = get_features(pixels, grid_thw)
+            rows = torch.cat(features[0] if isinstance(features, tuple) else features.pooler_output)
+            placeholders = input_ids == token_id
+            if int(placeholders.sum()) != rows.shape[0]:
+                raise ValueError(
+                    f"`input_ids` hold {int(placeholders.sum())} {name} placeholder tokens but the {name}s give "
+                    f"{rows.shape[0]} visual tokens."
+                )
+            inputs_embeds[placeholders] = rows.to(inputs_embeds.dtype)
+        return inputs_embeds
 
     # ----- loading -----
     @classmethod

@@ -36,9 +36,9 @@ from colqwen3.serving.routes import (
     CPU_ENV_DEFAULTS,
     OFFLINE_CHECK_ENV_DEFAULTS,
     POOLING_TASK,
-    TRANSFORMERS_BACKEND_OVERRIDES,
     apply_cpu_env_defaults,
     check_route,
+    route_options,
 )
 from scoring_colqwen3 import score_multi_vector
 
@@ -57,13 +57,16 @@ def launch_command(
     max_pixels: int | None = None,
     chat_template: str = PAGE_TEMPLATE,
     enforce_eager: bool = False,
+    deepstack_channels: bool | None = None,
 ) -> list[str]:
-    """The exact `vllm serve` argv for a ColQwen3 checkpoint folder.
+    """The exact `vllm serve` argv for a ColQwen3 checkpoint folder (or Hub id).
 
     `image_width` x `image_height` is the page size memory profiling reserves room for; `max_pixels` (optional) caps
     pixels per image in vLLM's processor and must equal the Transformers-side budget for vectors to match.
-    `chat_template` is PAGE_TEMPLATE itself or the path of a file holding it (see `write_page_template`)."""
-    check_route(route)
+    `chat_template` is PAGE_TEMPLATE itself or the path of a file holding it (see `write_page_template`).
+    The Transformers route gets `--hf-overrides` with the DeepStack-channel override computed from config.json unless
+    `deepstack_channels=False` (`colqwen3.serving.routes.route_options`)."""
+    options = route_options(check_route(route), folder, deepstack_channels)
     limit = {"image": {"count": 1, "width": image_width, "height": image_height}, "video": 0}
     argv = [
         vllm_bin,
@@ -92,12 +95,10 @@ def launch_command(
         argv += ["--mm-processor-kwargs", json.dumps({"max_pixels": max_pixels})]
     if dtype:
         argv += ["--dtype", dtype]
-    if route == "transformers":
-        argv += [
-            "--trust-remote-code",
-            "--hf-overrides",
-            json.dumps(TRANSFORMERS_BACKEND_OVERRIDES),
-        ]
+    if options.get("trust_remote_code"):
+        argv.append("--trust-remote-code")
+    if options.get("hf_overrides"):
+        argv += ["--hf-overrides", json.dumps(options["hf_overrides"])]
     return argv
 
 

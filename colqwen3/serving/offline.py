@@ -3,7 +3,8 @@ and `LLM.score` scores a query against page images inside vLLM.
 
 Route `native` (vLLM's own ColQwen3Model) is exact; a checkpoint whose head has a bias must first go through
 `colqwen3 vllm-export` (`make_llm` refuses it otherwise). Route `transformers` runs our remote code in vLLM's
-Transformers backend: exact for text, but image tokens lose DeepStack. Prompts come from `colqwen3.serving.inputs`:
+Transformers backend, exact too with the DeepStack-channel override `make_llm` passes by default (without it, image
+tokens lose DeepStack). Prompts come from `colqwen3.serving.inputs`:
 vLLM adds neither the page prompt nor the query augmentation. Command line: `colqwen3 vllm-search`.
 """
 
@@ -14,7 +15,7 @@ import torch
 
 from colqwen3.serving.export import native_route_problem
 from colqwen3.serving.inputs import page_document, page_input, query_input
-from colqwen3.serving.routes import POOLING_TASK, check_route, transformers_backend_options
+from colqwen3.serving.routes import POOLING_TASK, check_route, route_options
 from scoring_colqwen3 import score_multi_vector
 
 
@@ -26,6 +27,7 @@ def make_llm(
     dtype: str = "auto",
     max_pixels: Optional[int] = None,
     refuse_known_problems: bool = True,
+    deepstack_channels: Optional[bool] = None,
     **options,
 ):
     """A pooling `LLM` with per-token (`token_embed`) output for a ColQwen3 folder, on either route.
@@ -34,6 +36,8 @@ def make_llm(
     many visual tokens too). It must equal the budget the Transformers side uses (`visual_budget_pixels`) for the
     vectors to match; None keeps the checkpoint's preprocessor_config.json budget. Raises `ValueError` for a folder
     the native route would serve wrongly, unless `refuse_known_problems=False` (the parity harness shows the bug).
+    `deepstack_channels` (Transformers backend; default on there): see `colqwen3.serving.routes.route_options`, which
+    also merges any `hf_overrides` given here.
     """
     from vllm import LLM
     from vllm.config import PoolerConfig
@@ -42,7 +46,7 @@ def make_llm(
         problem = native_route_problem(folder)
         if problem:
             raise ValueError(problem)
-    options.update(transformers_backend_options(route))
+    options.update(route_options(route, folder, deepstack_channels, options.pop("hf_overrides", None)))
     if max_pixels is not None:
         options["mm_processor_kwargs"] = {"max_pixels": max_pixels}
     return LLM(
