@@ -110,10 +110,11 @@ def _none_if_empty(grid_thw: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
 def deepstack_channel_levels(config) -> int:
     """How many DeepStack levels travel in extra input channels, or 0 when that mode is off (the default).
 
-    vLLM's Transformers backend keeps only the merged visual tokens of `get_image_features` and gives `forward` nothing
-    but the input embeddings, so DeepStack would be lost there. It sizes those embeddings, and every image row it caches,
-    by `text_config.projection_dim`; launched with `projection_dim = hidden_size * (1 + levels)` (an `hf_overrides`
-    entry, never written into config.json), each visual row can carry its DeepStack features after its own embedding.
+    vLLM's Transformers backend keeps only the merged visual tokens of `get_image_features` and gives `forward`
+    nothing but the input embeddings, so DeepStack would be lost there. It sizes those embeddings, and every image row
+    it caches, by `text_config.projection_dim`; launched with `projection_dim = hidden_size * (1 + levels)` (an
+    `hf_overrides` entry, never written into config.json), each visual row can carry its DeepStack features after its
+    own embedding.
     """
     text_config = config.get_text_config()
     levels = len(getattr(config.vision_config, "deepstack_visual_indexes", None) or ())
@@ -195,7 +196,7 @@ class ColQwen3DeepStackTextModel(Qwen3VLTextModel):
         )
 
     def get_input_embeddings(self):
-        """Token embeddings padded with zeros to `projection_dim`: how vLLM embeds text rows (it calls the decoder's)."""
+        """Token embeddings zero-padded to `projection_dim`: vLLM embeds text rows through the decoder's."""
         return _ZeroPaddedEmbedding(self.embed_tokens, self.config.projection_dim)
 
     def set_input_embeddings(self, value):

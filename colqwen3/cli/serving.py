@@ -25,6 +25,7 @@ def add_parsers(subcommands) -> None:
     line.add_argument("--no-dtype", action="store_true", help="leave out --dtype float32 (GPU: the checkpoint's bf16)")
     line.add_argument("--enforce-eager", action="store_true", help="add --enforce-eager (CPU, quick start)")
     line.add_argument("--max-pixels", type=int, default=None, help="add --mm-processor-kwargs max_pixels")
+    add_channels_argument(line)
     line.add_argument(
         "--template-file",
         type=Path,
@@ -43,6 +44,7 @@ def add_parsers(subcommands) -> None:
     search.add_argument("--max-model-len", type=int, default=2048)
     search.add_argument("--dtype", default="auto", help="vLLM dtype (default: the checkpoint's)")
     search.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs / compilation")
+    add_channels_argument(search)
     add_json_argument(search)
     add_budget_argument(search)
     search.set_defaults(handler=run_vllm_search)
@@ -56,6 +58,16 @@ def add_budget_argument(parser) -> None:
         type=int,
         default=None,
         help="visual tokens per page, on both sides (vLLM gets max_pixels = N * 32**2); default: the checkpoint's",
+    )
+
+
+def add_channels_argument(parser) -> None:
+    parser.add_argument(
+        "--no-deepstack-channels",
+        dest="deepstack_channels",
+        action="store_false",
+        default=None,
+        help="route transformers: leave out the DeepStack-channel override (narrower rows, but images lose DeepStack)",
     )
 
 
@@ -75,6 +87,12 @@ def add_check_parser(subcommands) -> None:
     check.add_argument("--image-atol", type=float, default=defaults.image_atol, help="max |diff| for exact images")
     check.add_argument("--score-atol", type=float, default=defaults.score_atol, help="vLLM scores vs MaxSim")
     check.add_argument("--max-model-len", type=int, default=defaults.max_model_len)
+    check.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=None,
+        help="offline: tokens per engine step; below one page (75 tokens) it forces chunked prefill",
+    )
     check.add_argument("--seed", type=int, default=defaults.seed)
     check.add_argument("--keep", type=Path, default=None, help="write the checkpoints here and keep them")
     check.add_argument("--json-out", type=Path, default=None, help="write the report as JSON")
@@ -107,6 +125,7 @@ def run_serve_line(args, parser) -> int:
         max_pixels=args.max_pixels,
         chat_template=write_page_template(args.template_file) if args.template_file else PAGE_TEMPLATE,
         enforce_eager=args.enforce_eager,
+        deepstack_channels=args.deepstack_channels,
     )
     print(shlex.join(argv))
     return 0
@@ -131,6 +150,7 @@ def run_vllm_search(args, parser) -> int:
         dtype=args.dtype,
         max_pixels=max_pixels,
         enforce_eager=args.enforce_eager,
+        deepstack_channels=args.deepstack_channels,
     )
     results = search_pages(llm, processor, args.query, pages, args.top_k)
     for query, hits in zip(args.query, results):
@@ -159,6 +179,7 @@ def run_check(args, parser) -> int:
         image_atol=args.image_atol,
         score_atol=args.score_atol,
         max_model_len=args.max_model_len,
+        max_num_batched_tokens=args.max_num_batched_tokens,
         seed=args.seed,
     )
     if args.keep:

@@ -7,9 +7,11 @@ Every vLLM check of this repository runs through `run_parity` (command line: `co
 - `native`: vLLM's own `ColQwen3Model` on a checkpoint whose head has a NON-ZERO bias, exported with
   `prepare_for_vllm_native`. Expected exact for text and images.
 - `native-nobias`: the native model on a checkpoint whose head has no bias, config.json unchanged. Expected exact.
-- `transformers`: vLLM's Transformers backend running our remote code on the same exported checkpoint as `native`.
-  Text expected exact; image tokens differ because that backend drops DeepStack, so images are also compared with a
-  Transformers forward without DeepStack (reference `transformers-no-deepstack`), which is expected exact.
+- `transformers`: vLLM's Transformers backend running our remote code on the same exported checkpoint as `native`,
+  launched with the DeepStack-channel override (`colqwen3.serving.routes.route_options`). Expected exact.
+- `transformers-no-channels`: the same backend without that override. Text expected exact; image tokens differ
+  because the backend then drops DeepStack, so images are also compared with a Transformers forward without DeepStack
+  (reference `transformers-no-deepstack`), which is expected exact.
 - `native-zerobias`: like `native-nobias`, but the head has a bias of zeros. Expected exact.
 - `native-asis`: the native model on the biased checkpoint exactly as `save_pretrained` wrote it: shows vLLM 0.32
   silently dropping the bias. Reported, never checked (the canary test reads it).
@@ -17,6 +19,11 @@ Every vLLM check of this repository runs through `run_parity` (command line: `co
 Checkpoints are written into folders whose names are not Python identifiers (like Hub cache snapshots). All
 Transformers references are computed BEFORE the first engine starts: vLLM's Transformers backend patches the Qwen3-VL
 classes in place. Every prompt runs unpadded, one sequence per request, as vLLM runs them.
+
+Beyond one request per query and per page, each case also embeds the last page again (`image-again`: vLLM serves it
+from its encoder cache, which keeps at least the most recent page; offline, the harness counts encoder runs to show
+it) and, offline, sends pages and queries interleaved in one `LLM.encode` call (`mixed`). Offline,
+`max_num_batched_tokens` below one page forces chunked prefill (and the harness checks the steps it took).
 """
 
 import contextlib
@@ -31,6 +38,7 @@ from typing import Optional
 import torch
 
 from colqwen3.serving.export import prepare_for_vllm_native
+from colqwen3.serving.routes import POOLING_TASK
 from colqwen3.testing.pages import sample_pages
 from scoring_colqwen3 import score_multi_vector
 
@@ -39,11 +47,13 @@ CASES = {
     "native": ("native", "exported", "biased"),
     "native-nobias": ("native", "nobias", "nobias"),
     "transformers": ("transformers", "exported", "biased"),
+    "transformers-no-channels": ("transformers", "exported", "biased"),
     "native-zerobias": ("native", "zerobias", "zerobias"),
     "native-asis": ("native", "asis", "biased"),
 }
 DEFAULT_CASES = ("native", "native-nobias", "transformers")
-EXACT_CASES = ("native", "native-nobias", "native-zerobias")
+EXACT_CASES = ("native", "native-nobias", "native-zerobias", "transformers")
+NO_CHANNEL_CASES = ("transformers-no-channels",)  # launched without the DeepStack-channel override
 VIAS = ("offline", "server")
 QUERIES = (
     "What is the total due on the invoice?",
@@ -65,10 +75,11 @@ class Settings:
     n_queries: int = 4
     n_pages: int = 4
     score: bool = True  # also score inside vLLM (`LLM.score` or `/score` + `/rerank`)
-    text_atol: float = 1e-4
-    image_atol: float = 1e-4
+    text_atol: float = 1e-5
+    image_atol: float = 1e-5
     score_atol: float = 1e-3
     max_model_len: int = 2048
+    max_num_batched_tokens: Optional[int] = None  # offline: below one page (75 tokens), chunked prefill
     seed: int = 0
 
 
@@ -76,6 +87,14 @@ class Settings:
 class Embeddings:
     text: list
     image: list
+    image_again: Optional[list] = None  # the last page embedded a second time, alone
+    mixed: Optional[list] = None  # [page 0, query 0, page 1, query 1, ...] in one call
+
+    def interleaved(self) -> list:
+        """What `mixed` holds, from the separate requests: pages and queries alternating, the rest after."""
+        pairs = [item for pair in zip(self.image, self.text) for item in pair]
+        n = min(len(self.image), len(self.text))
+        return pairs + self.image[n:] + self.text[n:]
 
 
 @dataclass
@@ -84,7 +103,7 @@ class Comparison:
 
     case: str
     reference: str  # "transformers" or "transformers-no-deepstack"
-    modality: str
+    modality: str  # "text", "image", "image-again" (encoder cache) or "mixed" (pages and queries in one call)
     max_abs: float
     min_cos: float
     same_token_counts: bool
@@ -96,6 +115,9 @@ class Comparison:
 @dataclass
 class CaseInfo:
     engine_s: float = 0.0
+    # offline: encoder runs while embedding the pages, then the last page again (0: served from the encoder cache)
+    encoder_runs: Optional[list] = None
+    page_steps: Optional[int] = None  # offline: model forward steps that embedding the pages took (chunked prefill)
     image_tokens: list = field(default_factory=list)
     # per query: tokens vLLM embedded minus the tokens of prefix + text (exactly the processor's count, never twice)
     query_augmentation_tokens: list = field(default_factory=list)
@@ -174,7 +196,7 @@ def prepare(settings: Settings, work: Path, processor, queries, pages) -> tuple[
     folders, references = {}, {}
     for case in settings.cases:
         _, checkpoint, reference = CASES[case]
-        needs_deepstack_free = case == "transformers" and "no-deepstack" not in references
+        needs_deepstack_free = case in NO_CHANNEL_CASES and "no-deepstack" not in references
         if reference in references and checkpoint in folders and not needs_deepstack_free:
             continue  # cases share checkpoints and references: build each model once
         model = _model_for(reference, settings)
@@ -195,12 +217,17 @@ def prepare(settings: Settings, work: Path, processor, queries, pages) -> tuple[
 
 
 # ----- vLLM runs -----
-def run_offline(route: str, folder, processor, queries, pages, settings: Settings, max_pixels: int):
+def run_offline(case: str, folder, processor, queries, pages, settings: Settings, max_pixels: int):
     """One in-process engine: (Embeddings, `LLM.score` matrix or None, CaseInfo). Known-bad folders are served too:
     showing the bug is what case `native-asis` is for."""
+    from colqwen3.serving.inputs import page_input, query_input
     from colqwen3.serving.offline import encode_pages, encode_queries, make_llm, score_pages_with_llm
 
+    route = CASES[case][0]
     start = time.perf_counter()
+    chunked = {}
+    if settings.max_num_batched_tokens is not None:
+        chunked = {"max_num_batched_tokens": settings.max_num_batched_tokens, "enable_chunked_prefill": True}
     llm = make_llm(
         folder,
         route,
@@ -208,24 +235,65 @@ def run_offline(route: str, folder, processor, queries, pages, settings: Setting
         dtype="float32",
         max_pixels=max_pixels,
         refuse_known_problems=False,
+        deepstack_channels=False if case in NO_CHANNEL_CASES else None,
         enforce_eager=True,
         seed=0,
+        **chunked,
     )
+    info = CaseInfo()
     try:
-        got = Embeddings(encode_queries(llm, processor, queries), encode_pages(llm, processor, pages))
+        calls = _count_calls(llm)
+        queries_embedded = encode_queries(llm, processor, queries)
+        before = calls()
+        got = Embeddings(queries_embedded, encode_pages(llm, processor, pages))
+        after = calls()
+        got.image_again = encode_pages(llm, processor, pages[-1:])
+        info.encoder_runs = [after["embed_multimodal"] - before["embed_multimodal"]]
+        info.encoder_runs.append(calls()["embed_multimodal"] - after["embed_multimodal"])
+        info.page_steps = after["forward"] - before["forward"]
+        prompts = [query_input(processor, q) for q in queries]
+        prompts = Embeddings(prompts, [page_input(processor, page) for page in pages]).interleaved()
+        got.mixed = [output.outputs.data.float().cpu() for output in llm.encode(prompts, **_ENCODE)]
         served = None
         if settings.score:
             served = torch.tensor([score_pages_with_llm(llm, processor, query, pages) for query in queries])
     finally:
         del llm
         gc.collect()
-    return got, served, CaseInfo(engine_s=time.perf_counter() - start)
+    info.engine_s = time.perf_counter() - start
+    return got, served, info
 
 
-def run_server(route: str, folder, processor, queries, pages, settings: Settings, max_pixels: int):
+_ENCODE = {"pooling_task": POOLING_TASK, "use_tqdm": False}
+
+
+_COUNTED = ("embed_multimodal", "forward")  # encoder runs (only for images not in the encoder cache), model steps
+
+
+def _count_calls(llm):
+    """Count the served model's `_COUNTED` calls; returns a function giving the counts so far. The engine runs in
+    this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so the counters are plain attributes."""
+
+    def install(model):
+        model.colqwen3_calls = dict.fromkeys(_COUNTED, 0)
+        for name in _COUNTED:
+            original = getattr(model, name)
+
+            def counting(*args, _name=name, _original=original, **kwargs):
+                model.colqwen3_calls[_name] += 1
+                return _original(*args, **kwargs)
+
+            setattr(model, name, counting)
+
+    llm.apply_model(install)
+    return lambda: llm.apply_model(lambda model: dict(model.colqwen3_calls))[0]
+
+
+def run_server(case: str, folder, processor, queries, pages, settings: Settings, max_pixels: int):
     """One `vllm serve` subprocess: (Embeddings, `/score` matrix or None, CaseInfo with the `/rerank` top-2)."""
     from colqwen3.serving import client
 
+    route = CASES[case][0]
     work = Path(folder).parent
     template = client.write_page_template(work / "page_template.jinja")
     start = time.perf_counter()
@@ -237,6 +305,7 @@ def run_server(route: str, folder, processor, queries, pages, settings: Settings
         max_pixels=max_pixels,
         chat_template=template,
         enforce_eager=True,
+        deepstack_channels=False if case in NO_CHANNEL_CASES else None,
         offline=True,
     )
     try:
@@ -245,6 +314,7 @@ def run_server(route: str, folder, processor, queries, pages, settings: Settings
             got = Embeddings(
                 client.embed_queries(url, name, processor, queries), client.embed_pages(url, name, processor, pages)
             )
+            got.image_again = client.embed_pages(url, name, processor, pages[-1:])
             info, served = CaseInfo(), None
             if settings.score:
                 served = torch.tensor([client.score_pages_over_http(url, name, processor, q, pages) for q in queries])
@@ -274,12 +344,16 @@ def ranking_agreement(scores: torch.Tensor, ref_scores: torch.Tensor) -> tuple[i
 
 
 def compare(case: str, got: Embeddings, ref: Embeddings, reference: str, modalities=("text", "image")) -> list:
-    """One `Comparison` per modality of `got` against `ref`."""
+    """One `Comparison` per modality of `got` against `ref` (and `image-again` / `mixed` where `got` has them)."""
     rows = []
     scores = score_multi_vector(got.text, got.image)
     ranking = ranking_agreement(scores, score_multi_vector(ref.text, ref.image))
+    served = {"text": got.text, "image": got.image, "image-again": got.image_again, "mixed": got.mixed}
+    expected = {"text": ref.text, "image": ref.image, "image-again": ref.image[-1:], "mixed": ref.interleaved()}
+    if "image" in modalities:
+        modalities = (*modalities, *(name for name in ("image-again", "mixed") if served[name] is not None))
     for modality in modalities:
-        max_abs, min_cos, same_counts = vector_agreement(getattr(got, modality), getattr(ref, modality))
+        max_abs, min_cos, same_counts = vector_agreement(served[modality], expected[modality])
         rows.append(Comparison(case, reference, modality, max_abs, min_cos, same_counts, *ranking))
     return rows
 
@@ -294,7 +368,8 @@ def case_checks(case: str, rows: list, info: CaseInfo, settings: Settings) -> li
         checks.append(Check(f"{label}: token counts", row.same_token_counts, "identical token counts"))
         exact = row.modality == "text" or case in EXACT_CASES or row.reference == "transformers-no-deepstack"
         if exact:
-            atol = settings.text_atol if row.modality == "text" else settings.image_atol
+            mixed = max(settings.text_atol, settings.image_atol)  # pages and queries
+            atol = {"text": settings.text_atol, "mixed": mixed}.get(row.modality, settings.image_atol)
             checks.append(Check(f"{label}: max |diff|", row.max_abs <= atol, f"{row.max_abs:.3e} <= {atol:g}"))
     if case in EXACT_CASES:
         checks.append(
@@ -311,6 +386,24 @@ def case_checks(case: str, rows: list, info: CaseInfo, settings: Settings) -> li
             f"{info.query_augmentation_tokens} per query, expected {info.expected_augmentation_tokens} each",
         )
     )
+    if info.encoder_runs is not None:
+        checks.append(
+            Check(
+                f"{case}: a page again comes from the encoder cache",
+                info.encoder_runs[0] > 0 and info.encoder_runs[1] == 0,
+                f"encoder runs {info.encoder_runs[0]} for the pages, {info.encoder_runs[1]} for the last page again",
+            )
+        )
+    if info.page_steps is not None and settings.max_num_batched_tokens:
+        needed = -(-sum(info.image_tokens) // settings.max_num_batched_tokens)
+        checks.append(
+            Check(
+                f"{case}: chunked prefill",
+                info.page_steps >= needed and max(info.image_tokens) > settings.max_num_batched_tokens,
+                f"{info.page_steps} steps for pages of {max(info.image_tokens)} tokens in chunks of "
+                f"{settings.max_num_batched_tokens} (at least {needed})",
+            )
+        )
     if info.served_vs_encoded is not None:
         checks.append(
             Check(
@@ -344,7 +437,7 @@ def _evaluate(case: str, got: Embeddings, served, info: CaseInfo, references: di
     """Comparisons of one case against its references; fills `info` with what the checks read."""
     _, _, reference = CASES[case]
     rows = compare(case, got, references[reference], "transformers")
-    if case == "transformers":
+    if case in NO_CHANNEL_CASES:
         rows += compare(case, got, references["no-deepstack"], "transformers-no-deepstack", modalities=("image",))
     info.image_tokens = [item.shape[0] for item in got.image]
     scores = score_multi_vector(got.text, got.image)
@@ -377,9 +470,9 @@ def run_parity(settings: Settings, work: Optional[Path] = None) -> ParityReport:
     report = ParityReport(settings, folders={name: str(folder) for name, folder in folders.items()})
     runner = run_offline if settings.via == "offline" else run_server
     for case in settings.cases:
-        route, checkpoint, _ = CASES[case]
+        _, checkpoint, _ = CASES[case]
         try:
-            got, served, info = runner(route, folders[checkpoint], processor, queries, pages, settings, max_pixels)
+            got, served, info = runner(case, folders[checkpoint], processor, queries, pages, settings, max_pixels)
         except Exception as error:  # report it and go on with the other cases
             report.errors.append(f"{case}: {type(error).__name__}: {error}")
             continue
@@ -395,24 +488,29 @@ def run_parity(settings: Settings, work: Optional[Path] = None) -> ParityReport:
 def format_report(report: ParityReport) -> str:
     """The parity table and the checks, as printed by `colqwen3 vllm-check` (a view of the report's data)."""
     settings = report.settings
+    chunks = settings.max_num_batched_tokens
     lines = [
         f"{settings.n_queries} queries x {settings.n_pages} pages via {settings.via}, layout {settings.layout}, "
-        f"{'tied' if settings.tie_word_embeddings else 'untied'} LM head, fp32; MaxSim columns compare the score "
-        "matrices (queries whose page ranking / top-1 page is the same, largest score difference)",
-        f"{'case':16} {'reference':26} {'modality':8} {'max abs diff':>12} {'min cosine':>11} {'same ranking':>12} "
+        f"{'tied' if settings.tie_word_embeddings else 'untied'} LM head, fp32"
+        + (f", chunked prefill of {chunks} tokens" if chunks else "")
+        + "; MaxSim columns compare the score matrices (queries whose page ranking / top-1 page is the same, "
+        "largest score difference)",
+        f"{'case':24} {'reference':26} {'modality':11} {'max abs diff':>12} {'min cosine':>11} {'same ranking':>12} "
         f"{'same top-1':>10} {'max score diff':>14}",
     ]
     for row in report.comparisons:
         lines.append(
-            f"{row.case:16} {row.reference:26} {row.modality:8} {row.max_abs:12.3e} {row.min_cos:11.6f} "
+            f"{row.case:24} {row.reference:26} {row.modality:11} {row.max_abs:12.3e} {row.min_cos:11.6f} "
             f"{f'{row.same_ranking}/{settings.n_queries}':>12} {f'{row.same_top1}/{settings.n_queries}':>10} "
             f"{row.max_score_diff:14.3e}"
         )
     for case, info in report.infos.items():
         served = "" if info.served_vs_encoded is None else f"; vLLM scores vs MaxSim {info.served_vs_encoded:.2e}"
+        runs = "" if info.encoder_runs is None else "; encoder runs {}, then {}".format(*info.encoder_runs)
+        runs += "" if info.page_steps is None else f"; {info.page_steps} steps for the pages"
         lines.append(
             f"{case}: {info.engine_s:.1f} s; visual+text tokens per page {info.image_tokens}; "
-            f"augmentation tokens per query {info.query_augmentation_tokens}{served}"
+            f"augmentation tokens per query {info.query_augmentation_tokens}{served}{runs}"
         )
     lines += [f"[{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}" for check in report.checks]
     lines += [f"[ERROR] {error}" for error in report.errors]

@@ -73,7 +73,8 @@ def launch_override_problem(config: dict) -> str | None:
     return (
         f"config.json sets text_config.projection_dim = {width}: that is the launch-time DeepStack-channel override "
         "of vLLM's Transformers backend (hf_overrides), not a checkpoint setting; in config.json it makes vLLM's "
-        "native ColQwen3 fail and changes every reader. Remove it from config.json; the serving tools pass it at launch."
+        "native ColQwen3 fail and changes every reader. Remove it from config.json; the serving tools pass it at "
+        "launch."
     )
 
 
@@ -103,7 +104,9 @@ def route_options(route: str, model, deepstack_channels: bool | None = None, hf_
         return {"hf_overrides": hf_overrides} if hf_overrides else {}
     if deepstack_channels is not False:
         if _sets_projection_dim(hf_overrides):
-            raise ValueError("hf_overrides already sets text_config.projection_dim; the route computes it from config.json.")
+            raise ValueError(
+                "hf_overrides already set text_config.projection_dim; the route computes it from config.json."
+            )
         for key, value in deepstack_channel_overrides(config).items():
             hf_overrides[key] = {**(hf_overrides.get(key) or {}), **value}
     hf_overrides.update(TRANSFORMERS_BACKEND_OVERRIDES)
