@@ -96,6 +96,17 @@ class ColQwen3Config(Qwen3VLConfig):
             setattr(self, name, value)
         self._validate_colqwen3()
 
+    def save_pretrained(self, save_directory, **kwargs):
+        width = getattr(self.text_config, "projection_dim", None)
+        if width is not None:
+            # vLLM sizes its input embeddings by it: the native ColQwen3 then fails, and the launch tools refuse it.
+            raise ValueError(
+                f"`text_config.projection_dim` is set ({width}): that is a launch-time override for vLLM's "
+                "Transformers backend (DeepStack channels, passed as `hf_overrides`), not a checkpoint setting. "
+                "Remove it from the config before saving."
+            )
+        return super().save_pretrained(save_directory, **kwargs)
+
     def to_dict(self):
         output = super().to_dict()
         text = output.get("text_config")

@@ -32,6 +32,8 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from colqwen3.serving.routes import launch_override_problem
+
 HEAD_NAMES = ("embedding_proj_layer", "custom_text_proj")  # the names vLLM's native model treats as the head
 WIDTH_KEYS = ("embed_dim", "dims", "dim", "projection_dim", "colbert_dim")  # what vLLM reads as the head width
 INDEX_NAME = "model.safetensors.index.json"
@@ -60,10 +62,13 @@ def _tensor_keys(path: Path) -> list[str]:
 
 
 def native_route_problem(folder) -> str | None:
-    """Why vLLM's native route would serve `folder` wrongly (a head bias it would drop), or None when it is fine."""
+    """Why vLLM's native route would serve `folder` wrongly (a head bias it would drop) or fail (the Transformers
+    backend's launch override written into config.json), or None when it is fine."""
     folder = Path(folder)
-    has_bias = any(_is_head_bias(key) for path in _shard_files(folder) for key in _tensor_keys(path))
     config = json.loads((folder / "config.json").read_text())
+    if launch_override_problem(config):
+        return f"{folder}: {launch_override_problem(config)}"
+    has_bias = any(_is_head_bias(key) for path in _shard_files(folder) for key in _tensor_keys(path))
     widths = [key for key in WIDTH_KEYS if config.get(key) is not None]
     if has_bias and widths:
         return (
@@ -75,6 +80,8 @@ def native_route_problem(folder) -> str | None:
 
 def _native_config(config: dict) -> dict:
     """config.json with `embed_dim` renamed to `embedding_dim`, so vLLM builds the head from the weights it meets."""
+    if launch_override_problem(config):
+        raise ValueError(launch_override_problem(config))
     config = dict(config)
     width = config.pop("embed_dim", None)
     others = [key for key in WIDTH_KEYS if config.get(key) is not None]

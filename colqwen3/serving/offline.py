@@ -39,14 +39,14 @@ def make_llm(
     `deepstack_channels` (Transformers backend; default on there): see `colqwen3.serving.routes.route_options`, which
     also merges any `hf_overrides` given here.
     """
-    from vllm import LLM
-    from vllm.config import PoolerConfig
-
     if check_route(route) == "native" and refuse_known_problems:
         problem = native_route_problem(folder)
         if problem:
             raise ValueError(problem)
     options.update(route_options(route, folder, deepstack_channels, options.pop("hf_overrides", None)))
+    from vllm import LLM  # after the checks: a refused folder never costs a vLLM import
+    from vllm.config import PoolerConfig
+
     if max_pixels is not None:
         options["mm_processor_kwargs"] = {"max_pixels": max_pixels}
     return LLM(

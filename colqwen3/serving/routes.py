@@ -46,22 +46,26 @@ def checkpoint_config(model) -> dict:
         path = folder / "config.json"
         if not path.is_file():
             raise ValueError(f"{folder} has no config.json: not a checkpoint folder.")
-    else:
+        return json.loads(path.read_text())
+    try:
         from huggingface_hub import hf_hub_download
 
-        path = hf_hub_download(str(model), "config.json")
-    return json.loads(Path(path).read_text())
+        return json.loads(Path(hf_hub_download(str(model), "config.json")).read_text())
+    except Exception as error:  # not a folder, and not a Hub id this machine can read
+        raise ValueError(f"cannot read config.json of {str(model)!r}: {type(error).__name__}: {error}") from error
 
 
 def deepstack_channel_overrides(config: dict) -> dict:
     """`hf_overrides` entries that carry DeepStack through vLLM's Transformers backend, computed from config.json:
     `{"text_config": {"projection_dim": hidden_size * (1 + levels)}}`; `{}` when the vision tower has no DeepStack
     levels."""
-    text = config.get("text_config") or config
     levels = len((config.get("vision_config") or {}).get("deepstack_visual_indexes") or ())
     if not levels:
         return {}
-    return {"text_config": {"projection_dim": text["hidden_size"] * (1 + levels)}}
+    hidden_size = (config.get("text_config") or config).get("hidden_size")
+    if not isinstance(hidden_size, int) or hidden_size <= 0:
+        raise ValueError(f"config.json has no usable text_config.hidden_size (got {hidden_size!r}).")
+    return {"text_config": {"projection_dim": hidden_size * (1 + levels)}}
 
 
 def launch_override_problem(config: dict) -> str | None:
@@ -90,11 +94,13 @@ def route_options(route: str, model, deepstack_channels: bool | None = None, hf_
     times wider). The native route keeps DeepStack itself and refuses the override (vLLM would fail deep inside with
     a size mismatch). Either route refuses a config.json that already holds it."""
     hf_overrides = dict(hf_overrides or {})
-    config = checkpoint_config(model)
-    problem = launch_override_problem(config)
+    channels = check_route(route) == "transformers" and deepstack_channels is not False
+    # the override is computed from config.json; otherwise a Hub id is not fetched just to be checked
+    config = checkpoint_config(model) if channels or Path(model).is_dir() else None
+    problem = config and launch_override_problem(config)
     if problem:
         raise ValueError(problem)
-    if check_route(route) == "native":
+    if route == "native":
         if deepstack_channels or _sets_projection_dim(hf_overrides):
             raise ValueError(
                 "The DeepStack-channel override (text_config.projection_dim) is for vLLM's Transformers backend only: "
@@ -102,7 +108,7 @@ def route_options(route: str, model, deepstack_channels: bool | None = None, hf_
                 "Use route 'transformers', or leave the override out."
             )
         return {"hf_overrides": hf_overrides} if hf_overrides else {}
-    if deepstack_channels is not False:
+    if channels:
         if _sets_projection_dim(hf_overrides):
             raise ValueError(
                 "hf_overrides already set text_config.projection_dim; the route computes it from config.json."

@@ -121,3 +121,44 @@ def retrieval_metrics_float64(runs: dict, qrels: dict, ks=(1, 5, 10)) -> dict:
         for name, metric in (("ndcg", ndcg_float64), ("recall", recall_float64), ("mrr", mrr_float64)):
             metrics[f"{name}_at_{k}"] = sum(metric(runs[q], qrels[q], k) for q in queries) / len(queries)
     return metrics
+
+
+# ----- the model: a stock Qwen3-VL forward plus the linear head -----
+def stock_qwen3vl(model):
+    """A stock Qwen3VLModel built from a plain Qwen3VLConfig and given `model`'s backbone weights (strict)."""
+    from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLConfig
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
+
+    config = model.config
+    plain = Qwen3VLConfig(
+        text_config=config.text_config.to_dict(),
+        vision_config=config.vision_config.to_dict(),
+        image_token_id=config.image_token_id,
+        video_token_id=config.video_token_id,
+        vision_start_token_id=config.vision_start_token_id,
+        vision_end_token_id=config.vision_end_token_id,
+    )
+    reference = Qwen3VLModel(plain).eval()
+    prefix = "vlm.model."
+    state = {k[len(prefix) :]: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    reference.load_state_dict(state, strict=True)
+    return reference
+
+
+def stock_embeddings(reference, head, batch, index):
+    """Sample `index` of a processor batch, unpadded, through stock Qwen3-VL + linear + normalise (no ColQwen3 code)."""
+    from modeling_colqwen3 import _INNER_TAKES_MM_TOKEN_TYPES
+
+    keep = batch["attention_mask"][index].bool()
+    inputs = {"input_ids": batch["input_ids"][index][keep][None], "attention_mask": torch.ones(1, int(keep.sum()))}
+    if "pixel_values" in batch:
+        patches = (batch["image_grid_thw"].prod(-1)).tolist()
+        start = sum(patches[:index])
+        inputs["pixel_values"] = batch["pixel_values"][start : start + patches[index]]
+        inputs["image_grid_thw"] = batch["image_grid_thw"][index : index + 1]
+    if _INNER_TAKES_MM_TOKEN_TYPES:
+        inputs["mm_token_type_ids"] = batch["mm_token_type_ids"][index][keep][None]
+    with torch.no_grad():
+        hidden = reference(**inputs).last_hidden_state[0]
+        projected = torch.nn.functional.linear(hidden, head.weight, head.bias)
+    return projected / projected.norm(dim=-1, keepdim=True)

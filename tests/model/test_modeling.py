@@ -5,49 +5,13 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers.models.qwen3_vl.configuration_qwen3_vl import Qwen3VLConfig
-from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
 
 from colqwen3.testing import tiny as kit
+from colqwen3.testing.references import stock_embeddings, stock_qwen3vl
 from colqwen3.testing.tiny import embed
-from modeling_colqwen3 import _INNER_TAKES_MM_TOKEN_TYPES, ColQwen3
+from modeling_colqwen3 import ColQwen3
 
 FP32_ATOL = 1e-5
-
-
-def stock_qwen3vl(model):
-    """A stock Qwen3VLModel built from a plain Qwen3VLConfig and given the backbone weights (strict)."""
-    config = model.config
-    plain = Qwen3VLConfig(
-        text_config=config.text_config.to_dict(),
-        vision_config=config.vision_config.to_dict(),
-        image_token_id=config.image_token_id,
-        video_token_id=config.video_token_id,
-        vision_start_token_id=config.vision_start_token_id,
-        vision_end_token_id=config.vision_end_token_id,
-    )
-    reference = Qwen3VLModel(plain).eval()
-    prefix = "vlm.model."
-    state = {k[len(prefix) :]: v for k, v in model.state_dict().items() if k.startswith(prefix)}
-    reference.load_state_dict(state, strict=True)
-    return reference
-
-
-def reference_embeddings(reference, head, batch, index):
-    """Sample `index` of a processor batch, unpadded, through stock Qwen3-VL + linear + normalise (no ColQwen3 code)."""
-    keep = batch["attention_mask"][index].bool()
-    inputs = {"input_ids": batch["input_ids"][index][keep][None], "attention_mask": torch.ones(1, int(keep.sum()))}
-    if "pixel_values" in batch:
-        patches = (batch["image_grid_thw"].prod(-1)).tolist()
-        start = sum(patches[:index])
-        inputs["pixel_values"] = batch["pixel_values"][start : start + patches[index]]
-        inputs["image_grid_thw"] = batch["image_grid_thw"][index : index + 1]
-    if _INNER_TAKES_MM_TOKEN_TYPES:
-        inputs["mm_token_type_ids"] = batch["mm_token_type_ids"][index][keep][None]
-    with torch.no_grad():
-        hidden = reference(**inputs).last_hidden_state[0]
-        projected = F.linear(hidden, head.weight, head.bias)
-    return projected / projected.norm(dim=-1, keepdim=True)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +27,7 @@ def test_matches_plain_qwen3vl_plus_head(model, reference, processor, pages, mod
         batch = processor.process_images([pages[0], pages[1].resize((320, 240))])
     ours = embed(model, batch)
     for index in range(len(batch["input_ids"])):
-        expected = reference_embeddings(reference, model.embedding_proj_layer, batch, index)
+        expected = stock_embeddings(reference, model.embedding_proj_layer, batch, index)
         real = ours[index][batch["attention_mask"][index].bool()]
         assert real.shape == expected.shape
         assert (real - expected).abs().max().item() < FP32_ATOL
@@ -76,7 +40,7 @@ def test_deepstack_is_applied(model, reference, processor, pages):
     saved = reference.language_model._deepstack_process
     reference.language_model._deepstack_process = lambda hidden, *args, **kwargs: hidden
     try:
-        without_deepstack = reference_embeddings(reference, model.embedding_proj_layer, batch, 0)
+        without_deepstack = stock_embeddings(reference, model.embedding_proj_layer, batch, 0)
     finally:
         reference.language_model._deepstack_process = saved
     assert (ours - without_deepstack).abs().max().item() > 1e-2

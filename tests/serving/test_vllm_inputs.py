@@ -69,14 +69,14 @@ def test_page_input_names_a_bad_image(processor):
 
 
 @pytest.mark.parametrize("route", ["native", "transformers"])
-def test_launch_line(tmp_path, route):
+def test_launch_line(tmp_path, tomoro_checkpoint, route):
     template = tmp_path / "page.jinja"
-    command = [sys.executable, "-m", "colqwen3", "serve-line", "CKPT", "--route", route]
+    command = [sys.executable, "-m", "colqwen3", "serve-line", str(tomoro_checkpoint), "--route", route]
     command += ["--template-file", str(template), "--max-pixels", "1310720", "--no-dtype"]
     printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     argv = shlex.split(printed)
     flags = dict(zip(argv[3::2], argv[4::2]))
-    assert argv[:3] == ["vllm", "serve", "CKPT"]
+    assert argv[:3] == ["vllm", "serve", str(tomoro_checkpoint)]
     assert flags["--runner"] == "pooling" and json.loads(flags["--pooler-config"]) == {"task": "token_embed"}
     assert template.read_text() == PAGE_TEMPLATE and flags["--chat-template"] == str(template)
     assert json.loads(flags["--mm-processor-kwargs"]) == {"max_pixels": 1310720}
@@ -85,6 +85,8 @@ def test_launch_line(tmp_path, route):
     if route == "transformers":
         assert backend == (True, True)
         hf_overrides = json.loads(argv[argv.index("--hf-overrides") + 1])
-        assert hf_overrides == {"architectures": ["TransformersMultiModalEmbeddingModel"]}
+        # DeepStack channels: the tiny model's text hidden size 64 times (1 + its 2 DeepStack levels)
+        expected = {"architectures": ["TransformersMultiModalEmbeddingModel"], "text_config": {"projection_dim": 192}}
+        assert hf_overrides == expected
     else:
         assert backend == (False, False)
