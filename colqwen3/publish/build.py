@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from colqwen3.remote_code import MODEL_CARD, repository_file_kind
+from colqwen3.serving.routes import launch_override_problem
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
@@ -67,6 +68,10 @@ def load_source(source: str, base: Optional[str] = None, revision: Optional[str]
         raise ValueError(f"{source} holds no weights (model.safetensors, shards with an index, or pytorch_model.bin).")
     if base:
         raise ValueError(f"--base is for PEFT adapters; {source} is a full checkpoint.")
+    if folder.is_dir() and (folder / "config.json").is_file():
+        problem = launch_override_problem(json.loads((folder / "config.json").read_text()))
+        if problem:
+            raise ValueError(f"{source}: {problem}")
     model = ColQwen3.from_pretrained(source, revision=revision, **float32).eval()
     return Source(model, load_processor(source, revision=revision), f"checkpoint {source}",
                   base_model=_card_base_model(folder) if folder.is_dir() else source)  # fmt: skip

@@ -19,6 +19,7 @@ import torch
 
 from colqwen3.publish.build import unexpected_files
 from colqwen3.remote_code import AUTO_MAP, MODEL_CARD, REMOTE_CODE_FILES
+from colqwen3.serving.routes import launch_override_problem
 
 QUERY = "What is the total due on the invoice?"
 ATOL = 1e-5
@@ -76,9 +77,12 @@ def check_files(folder: Path) -> list:
     if extra:
         problems.append(f"files a model repository should not hold: {extra}")
     if "config.json" in names:
-        auto_map = json.loads((folder / "config.json").read_text()).get("auto_map", {})
+        config = json.loads((folder / "config.json").read_text())
+        auto_map = config.get("auto_map", {})
         if any(auto_map.get(key) != value for key, value in AUTO_MAP.items()):
             problems.append(f"config.json auto_map is {auto_map}, expected {AUTO_MAP}")
+        if launch_override_problem(config):
+            problems.append(launch_override_problem(config))
     for name in ("processor_config.json", "preprocessor_config.json"):
         if name in names and "AutoProcessor" not in json.loads((folder / name).read_text()).get("auto_map", {}):
             problems.append(f"{name} has no auto_map for AutoProcessor")
