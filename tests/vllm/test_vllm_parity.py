@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from colqwen3.serving.offline import make_llm
 from colqwen3.testing import tiny as kit
 from colqwen3.testing.pages import write_sample_pages
 
@@ -169,3 +170,18 @@ def test_vllm_search_refuses_then_serves_a_biased_checkpoint(tmp_path):
     assert result["query"] == "total due" and [hit["rank"] for hit in result["hits"]] == [1, 2]
     # MaxSim of the LLM.encode vectors and LLM.score (computed inside vLLM) agree for every hit
     assert all(abs(hit["score"] - hit["llm_score"]) < 1e-3 for hit in result["hits"]), result
+
+
+def test_native_route_refuses_the_override_before_vllm_starts(tmp_path):
+    """vLLM's native ColQwen3 fails deep inside on the wider rows ("size 192 vs 64"); the tools say why instead."""
+    folder = kit.write_checkpoint(tmp_path / "ckpt", head_bias="none")
+    with pytest.raises(ValueError, match="Transformers backend only"):
+        make_llm(folder, "native", deepstack_channels=True)
+    with pytest.raises(ValueError, match="Transformers backend only"):
+        make_llm(folder, "native", hf_overrides={"text_config": {"projection_dim": 192}})
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["projection_dim"] = 192
+    (folder / "config.json").write_text(json.dumps(config))
+    pages = write_sample_pages(tmp_path / "pages")[0].parent
+    status, output = colqwen3("vllm-search", "--model", str(folder), "--pages", str(pages), "--query", "total due")
+    assert status == 2 and "config.json sets text_config.projection_dim = 192" in output and "Traceback" not in output
