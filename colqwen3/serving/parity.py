@@ -91,10 +91,14 @@ class Embeddings:
     mixed: Optional[list] = None  # [page 0, query 0, page 1, query 1, ...] in one call
 
     def interleaved(self) -> list:
-        """What `mixed` holds, from the separate requests: pages and queries alternating, the rest after."""
-        pairs = [item for pair in zip(self.image, self.text) for item in pair]
-        n = min(len(self.image), len(self.text))
-        return pairs + self.image[n:] + self.text[n:]
+        """What `mixed` holds, from the separate requests."""
+        return interleave(self.image, self.text)
+
+
+def interleave(pages: list, queries: list) -> list:
+    """[page 0, query 0, page 1, query 1, ...], then whichever list is longer: one batch of both kinds."""
+    n = min(len(pages), len(queries))
+    return [item for pair in zip(pages, queries) for item in pair] + pages[n:] + queries[n:]
 
 
 @dataclass
@@ -251,8 +255,9 @@ def run_offline(case: str, folder, processor, queries, pages, settings: Settings
         info.encoder_runs = [after["embed_multimodal"] - before["embed_multimodal"]]
         info.encoder_runs.append(calls()["embed_multimodal"] - after["embed_multimodal"])
         info.page_steps = after["forward"] - before["forward"]
-        prompts = [query_input(processor, q) for q in queries]
-        prompts = Embeddings(prompts, [page_input(processor, page) for page in pages]).interleaved()
+        prompts = interleave(
+            [page_input(processor, page) for page in pages], [query_input(processor, q) for q in queries]
+        )
         got.mixed = [output.outputs.data.float().cpu() for output in llm.encode(prompts, **_ENCODE)]
         served = None
         if settings.score:
