@@ -69,8 +69,7 @@ def load_source(source: str, base: Optional[str] = None, revision: Optional[str]
     if base:
         raise ValueError(f"--base is for PEFT adapters; {source} is a full checkpoint.")
     if folder.is_dir() and (folder / "config.json").is_file():
-        problem = launch_override_problem(json.loads((folder / "config.json").read_text()))
-        if problem:
+        if problem := launch_override_problem(json.loads((folder / "config.json").read_text())):
             raise ValueError(f"{source}: {problem}")
     model = ColQwen3.from_pretrained(source, revision=revision, **float32).eval()
     return Source(model, load_processor(source, revision=revision), f"checkpoint {source}",

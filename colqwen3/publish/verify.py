@@ -81,8 +81,8 @@ def check_files(folder: Path) -> list:
         auto_map = config.get("auto_map", {})
         if any(auto_map.get(key) != value for key, value in AUTO_MAP.items()):
             problems.append(f"config.json auto_map is {auto_map}, expected {AUTO_MAP}")
-        if launch_override_problem(config):
-            problems.append(launch_override_problem(config))
+        if problem := launch_override_problem(config):
+            problems.append(problem)
     for name in ("processor_config.json", "preprocessor_config.json"):
         if name in names and "AutoProcessor" not in json.loads((folder / name).read_text()).get("auto_map", {}):
             problems.append(f"{name} has no auto_map for AutoProcessor")

@@ -66,8 +66,8 @@ def native_route_problem(folder) -> str | None:
     backend's launch override written into config.json), or None when it is fine."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    if launch_override_problem(config):
-        return f"{folder}: {launch_override_problem(config)}"
+    if problem := launch_override_problem(config):
+        return f"{folder}: {problem}"
     has_bias = any(_is_head_bias(key) for path in _shard_files(folder) for key in _tensor_keys(path))
     widths = [key for key in WIDTH_KEYS if config.get(key) is not None]
     if has_bias and widths:
@@ -80,8 +80,8 @@ def native_route_problem(folder) -> str | None:
 
 def _native_config(config: dict) -> dict:
     """config.json with `embed_dim` renamed to `embedding_dim`, so vLLM builds the head from the weights it meets."""
-    if launch_override_problem(config):
-        raise ValueError(launch_override_problem(config))
+    if problem := launch_override_problem(config):
+        raise ValueError(problem)
     config = dict(config)
     width = config.pop("embed_dim", None)
     others = [key for key in WIDTH_KEYS if config.get(key) is not None]

@@ -235,6 +235,19 @@ def write_checkpoint(
     return folder
 
 
+# `text_config.projection_dim` of the tiny model in DeepStack-channel mode: hidden 64 x (1 + 2 DeepStack levels)
+TINY_DEEPSTACK_CHANNEL_WIDTH = 64 * (1 + 2)
+
+
+def write_launch_override(folder) -> Path:
+    """Write vLLM's DeepStack-channel launch override into `folder`'s config.json: what the tools must refuse."""
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text())
+    config["text_config"]["projection_dim"] = TINY_DEEPSTACK_CHANNEL_WIDTH
+    path.write_text(json.dumps(config, indent=2))
+    return Path(folder)
+
+
 def embed(model: ColQwen3, batch) -> torch.Tensor:
     """`model(**batch).embeddings` without gradients."""
     with torch.no_grad():

@@ -110,7 +110,8 @@ def test_the_call_vllm_makes_reproduces_the_stock_forward(model, wide, reference
     expected = stock_embeddings(reference, model.embedding_proj_layer, batch, 0)
     got = vllm_style_call(wide, batch)
     assert (got - expected).abs().max().item() <= ATOL
-    assert (vllm_style_call(model, batch) - expected).abs().max().item() > 1e-2 if modality == "image" else True
+    if modality == "image":  # the same call without channels loses DeepStack: the channels are what make it exact
+        assert (vllm_style_call(model, batch) - expected).abs().max().item() > 1e-2
 
 
 def test_on_mode_forward_with_token_ids_matches_the_stock_forward(model, wide, reference, processor, pages):

@@ -163,14 +163,6 @@ def test_push_to_hub_writes_a_complete_repository(tmp_path, tomoro_checkpoint):
     assert all(repository_file_kind(name) is not None for name in names), names
 
 
-def with_launch_override(work: Path) -> Path:
-    """The source with vLLM's DeepStack-channel launch override written into its config.json (never publishable)."""
-    config = json.loads((work / "source" / "config.json").read_text())
-    config["text_config"]["projection_dim"] = 192
-    (work / "source" / "config.json").write_text(json.dumps(config))
-    return work / "source"
-
-
 @pytest.mark.parametrize(
     "setup, kwargs, error, match",
     [
@@ -179,7 +171,12 @@ def with_launch_override(work: Path) -> Path:
         (lambda d: d / "source", {"repo_id": "org/bad name!"}, ValueError, "is not a valid Hub repository id"),
         (lambda d: d / "source", {"base": "x"}, ValueError, "--base is for PEFT adapters"),
         (lambda d: d / "source" / "config.json", {}, ValueError, "is a file"),
-        (with_launch_override, {}, ValueError, "text_config.projection_dim = 192: that is the launch-time"),
+        (
+            lambda d: kit.write_launch_override(d / "source"),
+            {},
+            ValueError,
+            "text_config.projection_dim = 192: that is the launch-time",
+        ),
     ],
     ids=["no-weights", "repo-id-shape", "repo-id-chars", "base-without-adapter", "file-source", "vllm-override"],
 )

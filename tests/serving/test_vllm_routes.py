@@ -27,13 +27,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURES = TRANSFORMERS_BACKEND_OVERRIDES["architectures"]
 
 
-def with_config(folder: Path, **text_config) -> Path:
-    config = json.loads((folder / "config.json").read_text())
-    config["text_config"].update(text_config)
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 @pytest.fixture
 def checkpoint(tmp_path, model):
     return kit.write_checkpoint(tmp_path / "ckpt", model=model)
@@ -84,7 +77,7 @@ def test_callers_overrides_are_merged(checkpoint):
 
 
 def test_a_config_json_holding_the_override_is_refused_everywhere(checkpoint, model, tmp_path):
-    with_config(checkpoint, projection_dim=192)
+    kit.write_launch_override(checkpoint)
     for route in ("native", "transformers"):
         with pytest.raises(ValueError, match="config.json sets text_config.projection_dim = 192.*launch-time"):
             route_options(route, checkpoint)

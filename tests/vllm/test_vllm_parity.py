@@ -179,9 +179,7 @@ def test_native_route_refuses_the_override_before_vllm_starts(tmp_path):
         make_llm(folder, "native", deepstack_channels=True)
     with pytest.raises(ValueError, match="Transformers backend only"):
         make_llm(folder, "native", hf_overrides={"text_config": {"projection_dim": 192}})
-    config = json.loads((folder / "config.json").read_text())
-    config["text_config"]["projection_dim"] = 192
-    (folder / "config.json").write_text(json.dumps(config))
+    kit.write_launch_override(folder)
     pages = write_sample_pages(tmp_path / "pages")[0].parent
     status, output = colqwen3("vllm-search", "--model", str(folder), "--pages", str(pages), "--query", "total due")
     assert status == 2 and "config.json sets text_config.projection_dim = 192" in output and "Traceback" not in output
